@@ -1,0 +1,3 @@
+from citadelle.cli import main
+
+raise SystemExit(main())
