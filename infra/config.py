@@ -1,0 +1,644 @@
+"""Stack configuration, read once into typed, validated models.
+
+Every ``citadelle:*`` key of the stack (project defaults in ``Pulumi.yaml`` merged with
+``environments/Pulumi.<env>.yaml`` by the Pulumi engine) maps to one field of ``Settings``.
+Nothing else in the program reads ``pulumi.Config``: components receive Args built from these
+models. Any invalid value stops the program before a single resource is declared, with one line
+naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "citadelle"
+ENVIRONMENTS = ("dev", "mirror", "prod")
+TIERS = ("edge", "app", "data", "admin", "transfer")
+NODE_ROLES = ("bastion", "gateway", "node")
+BP028_LEVELS = ("minimal", "intermediary", "enhanced", "high")
+ENDPOINT_KINDS = (
+    "openstack-auth",
+    "object-storage",
+    "state-backend",
+    "secrets",
+    "container-registry",
+    "package-mirror",
+    "ntp",
+    "dns",
+    "log-collector",
+    "smtp",
+)
+# ISO 3166 codes of the EU member states: the jurisdictions SecNumCloud 19.2/19.6 accept for
+# data location and for the provider's registered office.
+EU_MEMBER_STATES = frozenset(
+    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+)
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration: the Pulumi engine prints only this message, no traceback."""
+
+
+# --------------------------------------------------------------------------- field validators
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(
+            f"{value!r} is not a valid network CIDR (expected e.g. 10.20.0.0/24 with no host bits)"
+        ) from err
+    if net.version != 4:
+        raise ValueError(f"{value!r} is IPv6; the landing zone is IPv4-only (BP-028 R13)")
+    return value
+
+
+def _host(value: str) -> str:
+    host = value.lower()
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not _HOST_RE.match(host):
+        raise ValueError(f"{value!r} is not a valid host name or IP address")
+    return host
+
+
+def _name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name (lowercase letters, digits and '-', 2-41 chars, "
+            "starting with a letter)"
+        )
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Host = Annotated[str, AfterValidator(_host)]
+Name = Annotated[str, AfterValidator(_name)]
+
+
+class _Model(BaseModel):
+    """camelCase keys as in the YAML stack files; unknown keys are refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# --------------------------------------------------------------------------- sovereignty
+
+
+class Provider(_Model):
+    """A provider the platform may depend on, with the evidence of its jurisdiction."""
+
+    name: Name
+    label: str = Field(min_length=3)
+    jurisdiction: str = Field(description="ISO 3166 code of the provider's registered office")
+    qualification: str = Field(min_length=3, description="SecNumCloud qualification or status")
+    evidence: str = Field(min_length=3, description="where the qualification can be checked")
+    domains: tuple[Host, ...] = ()
+    networks: tuple[Cidr, ...] = ()
+    regions: tuple[str, ...] = ()
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _eu(cls, value: str) -> str:
+        if value not in EU_MEMBER_STATES:
+            raise ValueError(
+                f"{value!r} is not an EU member state; SecNumCloud 19.2/19.6 require an EU "
+                f"jurisdiction (allowed: {', '.join(sorted(EU_MEMBER_STATES))})"
+            )
+        return value
+
+    def covers(self, host: str) -> bool:
+        """True when ``host`` is one of the provider's domains or inside its networks."""
+        host = host.lower()
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return any(host == d or host.endswith("." + d) for d in self.domains)
+        return any(address in ipaddress.ip_network(n) for n in self.networks)
+
+
+class Endpoint(_Model):
+    """An outside endpoint the platform or its tooling talks to."""
+
+    name: Name
+    kind: Literal[
+        "openstack-auth",
+        "object-storage",
+        "state-backend",
+        "secrets",
+        "container-registry",
+        "package-mirror",
+        "ntp",
+        "dns",
+        "log-collector",
+        "smtp",
+    ]
+    url: str = Field(description="URL, host:port or bare host/IP")
+    provider: Name
+    environments: tuple[Literal["dev", "mirror", "prod"], ...] = ENVIRONMENTS
+
+    @property
+    def host(self) -> str:
+        return endpoint_host(self.url)
+
+
+def endpoint_host(url: str) -> str:
+    """The host part of a URL, ``host:port`` or bare host."""
+    parsed = urlsplit(url if "://" in url else f"//{url}")
+    return (parsed.hostname or "").lower()
+
+
+class Sovereignty(_Model):
+    """The one allow-list of providers and outside endpoints (SecNumCloud 19.2, 19.6, 12.14)."""
+
+    providers: tuple[Provider, ...] = Field(min_length=1)
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _endpoints_covered(self) -> Sovereignty:
+        by_name = {p.name: p for p in self.providers}
+        for endpoint in self.endpoints:
+            provider = by_name.get(endpoint.provider)
+            if provider is None:
+                raise ValueError(
+                    f"endpoint {endpoint.name!r} names unknown provider {endpoint.provider!r} "
+                    f"(declared providers: {', '.join(sorted(by_name))})"
+                )
+            if not provider.covers(endpoint.host):
+                raise ValueError(
+                    f"endpoint {endpoint.name!r} host {endpoint.host!r} is outside provider "
+                    f"{provider.name!r} (domains {list(provider.domains)}, networks "
+                    f"{list(provider.networks)})"
+                )
+        return self
+
+    def provider(self, name: str) -> Provider:
+        return next(p for p in self.providers if p.name == name)
+
+    def for_environment(self, env: str, kind: str) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.endpoints if e.kind == kind and env in e.environments)
+
+    def allowed(self, host: str) -> Endpoint | None:
+        """The declared endpoint that allows ``host``, if any."""
+        host = host.lower()
+        return next((e for e in self.endpoints if e.host == host), None)
+
+    def allowed_regions(self) -> frozenset[str]:
+        return frozenset(r for p in self.providers for r in p.regions)
+
+
+# --------------------------------------------------------------------------- openstack
+
+
+class OpenStackSettings(_Model):
+    auth_url: str
+    region: str = Field(min_length=2)
+    provider: Name
+    cloud: str | None = Field(
+        default=None, description="clouds.yaml entry; credentials never live in stack config"
+    )
+    external_network: str = Field(min_length=1)
+    availability_zones: tuple[str, ...] = Field(min_length=1, max_length=6)
+
+    @field_validator("auth_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise ValueError(
+                f"{value!r} is not an https:// URL; the identity endpoint must use TLS "
+                "(SecNumCloud 10.x)"
+            )
+        return value
+
+
+# --------------------------------------------------------------------------- network
+
+
+class TierSettings(_Model):
+    cidr: Cidr
+    egress: bool = Field(default=False, description="router to the external network")
+
+
+class NetworkSettings(_Model):
+    tiers: dict[Literal["edge", "app", "data", "admin", "transfer"], TierSettings]
+    admin_cidrs: tuple[Cidr, ...] = Field(min_length=1)
+    transfer_source_cidrs: tuple[Cidr, ...] = Field(
+        default=(), description="the legacy hosting's egress ranges allowed into the gateway"
+    )
+    service_cidrs: tuple[Cidr, ...] = Field(
+        min_length=1,
+        description="in-region provider service ranges (mirror, registry, NTP, DNS) for egress",
+    )
+    data_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(min_length=1)
+    app_port: int = Field(default=443, ge=1, le=65535)
+    transfer_port: int = Field(default=443, ge=1, le=65535)
+
+    @field_validator("tiers")
+    @classmethod
+    def _all_tiers(cls, value: dict[str, TierSettings]) -> dict[str, TierSettings]:
+        missing = [t for t in TIERS if t not in value]
+        if missing:
+            raise ValueError(f"missing tier(s) {missing}; every environment has {list(TIERS)}")
+        if value["data"].egress:
+            raise ValueError(
+                "tiers.data.egress is true; the data tier never routes to an external network "
+                "(SecNumCloud 12.2)"
+            )
+        nets = [(t, ipaddress.ip_network(s.cidr)) for t, s in value.items()]
+        for i, (tier_a, net_a) in enumerate(nets):
+            for tier_b, net_b in nets[i + 1 :]:
+                if net_a.overlaps(net_b):
+                    raise ValueError(
+                        f"tier CIDRs overlap: {tier_a} {net_a} and {tier_b} {net_b}; "
+                        "each tier needs its own range"
+                    )
+        return value
+
+    @field_validator("admin_cidrs", "transfer_source_cidrs")
+    @classmethod
+    def _not_world(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            net = ipaddress.ip_network(cidr)
+            if net.prefixlen < 16:
+                raise ValueError(
+                    f"{cidr!r} is world-open or too wide (/{net.prefixlen}); allowed: "
+                    "a named range of /16 or narrower"
+                )
+        return value
+
+
+# --------------------------------------------------------------------------- compute
+
+
+class SshKey(_Model):
+    name: Name
+    public_key: str
+
+    @field_validator("public_key")
+    @classmethod
+    def _public(cls, value: str) -> str:
+        parts = value.split()
+        allowed = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa")
+        if "PRIVATE KEY" in value:
+            raise ValueError("a private key was given; only public keys belong in stack config")
+        if len(parts) < 2 or parts[0] not in allowed or len(parts[1]) < 60:
+            raise ValueError(
+                f"not an OpenSSH public key (expected '<type> <base64> [comment]' with type in "
+                f"{list(allowed)})"
+            )
+        return value
+
+
+class AdminSettings(_Model):
+    user: Name = "citadelle-admin"
+    group: Name = "citadelle-admins"
+    ssh_keys: tuple[SshKey, ...] = Field(
+        min_length=1, description="operators' public keys; the only admin path (BP-028 R18)"
+    )
+
+
+class ServerSettings(_Model):
+    flavor: str = Field(min_length=1)
+    count: int = Field(default=1, ge=1, le=50)
+    data_volume_gb: int = Field(default=0, ge=0, le=16384)
+
+
+class NodePool(_Model):
+    name: Name
+    tier: Literal["app", "data"]
+    flavor: str = Field(min_length=1)
+    count: int = Field(ge=1, le=200)
+    data_volume_gb: int = Field(default=0, ge=0, le=16384)
+
+
+class ComputeSettings(_Model):
+    image: str = Field(min_length=3, description="the hardened image (BP-028) by name")
+    bastion: ServerSettings
+    gateway: ServerSettings
+    node_pools: tuple[NodePool, ...] = Field(min_length=1)
+
+    @field_validator("bastion")
+    @classmethod
+    def _bastion_count(cls, value: ServerSettings) -> ServerSettings:
+        if value.count > 2:
+            raise ValueError(f"bastion.count is {value.count}; allowed: 1 or 2")
+        return value
+
+    @field_validator("node_pools")
+    @classmethod
+    def _unique_pools(cls, value: tuple[NodePool, ...]) -> tuple[NodePool, ...]:
+        names = [p.name for p in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate node pool name(s) {duplicates}")
+        return value
+
+
+# --------------------------------------------------------------------------- keys and storage
+
+
+class KeySettings(_Model):
+    purposes: tuple[Literal["volume", "kubernetes", "backup"], ...] = (
+        "volume",
+        "kubernetes",
+        "backup",
+    )
+    readers: tuple[str, ...] = Field(
+        min_length=1, description="Keystone user ids of the service users allowed to read KEKs"
+    )
+    supplied: tuple[Literal["volume", "kubernetes", "backup"], ...] = Field(
+        default=(),
+        description="purposes whose KEK comes from the secret config key citadelle:<purpose>Kek",
+    )
+
+
+class StorageSettings(_Model):
+    volume_type: Name = "luks"
+    encryption_cipher: Literal["aes-xts-plain64"] = "aes-xts-plain64"
+    encryption_key_size: Literal[256, 512] = 256
+    containers: tuple[Name, ...] = ("datalake", "extractions", "backups")
+    storage_policy: str | None = Field(
+        default=None, description="provider storage policy with server-side encryption"
+    )
+
+
+class MetadataSettings(_Model):
+    owner: str = Field(min_length=2)
+    data_classification: Literal["health-data", "sensitive", "internal"] = "health-data"
+
+
+class HardeningSettings(_Model):
+    level: Literal["minimal", "intermediary", "enhanced", "high"] = "intermediary"
+    bastion_level: Literal["minimal", "intermediary", "enhanced", "high"] = "enhanced"
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+
+class SystemNamespace(_Model):
+    name: str = Field(min_length=1)
+    reason: str = Field(min_length=10)
+
+
+class NodeGroup(_Model):
+    name: Name
+    flavor: str = Field(min_length=1)
+    count: int = Field(ge=1, le=500)
+
+
+class KubernetesSettings(_Model):
+    mode: Literal["magnum", "existing"] = "magnum"
+    version: str = Field(pattern=r"^v1\.\d+\.\d+$")
+    master_count: int = Field(default=3, ge=1, le=7)
+    master_flavor: str = "b3-16"
+    node_groups: tuple[NodeGroup, ...] = Field(min_length=1)
+    registry: Host
+    pod_security_version: str = Field(default="v1.31", pattern=r"^v1\.\d+$")
+    system_namespaces: tuple[SystemNamespace, ...] = ()
+
+    @field_validator("master_count")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"master_count {value} is even; etcd quorum needs 1, 3, 5 or 7")
+        return value
+
+
+class Quotas(_Model):
+    cpu: int = Field(ge=1, le=256)
+    memory_gi: int = Field(ge=1, le=2048)
+    storage_gi: int = Field(ge=1, le=65536)
+
+
+class Workspace(_Model):
+    id: Name
+    approval_ref: str = Field(min_length=3)
+    members_group: str
+    quotas: Quotas
+    extractions: tuple[Name, ...] = Field(min_length=1)
+    expires: dt.date
+
+    @field_validator("members_group")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("members_group is empty; name the directory group of the project")
+        return value
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Settings(_Model):
+    """Everything the program needs, for one environment."""
+
+    environment: Literal["dev", "mirror", "prod"]
+    openstack: OpenStackSettings
+    sovereignty: Sovereignty
+    network: NetworkSettings
+    admin: AdminSettings
+    compute: ComputeSettings
+    keys: KeySettings
+    storage: StorageSettings = StorageSettings()
+    metadata: MetadataSettings
+    hardening: HardeningSettings = HardeningSettings()
+    kubernetes: KubernetesSettings
+    workspaces: tuple[Workspace, ...] = ()
+    secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        env = self.environment
+        names = {p.name for p in self.sovereignty.providers}
+        if self.openstack.provider not in names:
+            raise ValueError(
+                f"openstack.provider {self.openstack.provider!r} is not a declared provider "
+                f"(declared: {', '.join(sorted(names))})"
+            )
+        provider = self.sovereignty.provider(self.openstack.provider)
+        if self.openstack.region not in provider.regions:
+            raise ValueError(
+                f"openstack.region {self.openstack.region!r} is not an EU region of "
+                f"{provider.name} (allowed: {', '.join(provider.regions) or 'none declared'})"
+            )
+        auth_host = endpoint_host(self.openstack.auth_url)
+        auth = [
+            e
+            for e in self.sovereignty.for_environment(env, "openstack-auth")
+            if e.host == auth_host
+        ]
+        if not auth:
+            raise ValueError(
+                f"openstack.authUrl host {auth_host!r} is not an allow-listed openstack-auth "
+                f"endpoint for {env} (sovereignty.endpoints)"
+            )
+        for kind in ("ntp", "dns", "package-mirror", "log-collector", "container-registry"):
+            if not self.sovereignty.for_environment(env, kind):
+                raise ValueError(f"sovereignty.endpoints has no {kind!r} endpoint for {env}")
+        if self.sovereignty.allowed(self.kubernetes.registry) is None:
+            raise ValueError(
+                f"kubernetes.registry {self.kubernetes.registry!r} is not an allow-listed "
+                "container-registry endpoint (sovereignty.endpoints)"
+            )
+        ids = [w.id for w in self.workspaces]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate workspace id(s) {duplicates}")
+        return self
+
+    def endpoint_hosts(self, kind: str) -> tuple[str, ...]:
+        return tuple(e.host for e in self.sovereignty.for_environment(self.environment, kind))
+
+    def endpoint_urls(self, kind: str) -> tuple[str, ...]:
+        return tuple(e.url for e in self.sovereignty.for_environment(self.environment, kind))
+
+
+# Top-level config keys (without namespace) -> Settings fields.
+KEYS = tuple(
+    Settings.model_fields[f].alias or f
+    for f in Settings.model_fields
+    if f not in ("environment", "secrets")
+)
+SECRET_KEY_RE = re.compile(r"^(volume|kubernetes|backup)Kek$|^kubeconfig$")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(to_camel(item) if "_" in item else item)
+    return ".".join(parts)
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = tuple(x for x in first["loc"] if not str(x).startswith("function-"))
+    where = f"{NAMESPACE}:{_location(loc)}" if loc else f"{NAMESPACE}"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling against docs/configuration.md)"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    bad = first.get("input")
+    shown = "" if first["type"] in ("missing", "extra_forbidden") or isinstance(bad, dict) else (
+        f" (got {bad!r})"
+    )
+    if len(shown) > 120:
+        shown = shown[:117] + "...)"
+    return f"{where}: {message}{shown}"
+
+
+def parse_settings(environment: str, raw: Mapping[str, Any]) -> Settings:
+    """Validate ``raw`` (top-level key -> decoded value) for ``environment``.
+
+    Raises ConfigError with one actionable line on the first problem.
+    """
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {environment!r}: the stack name must be one of "
+            f"{', '.join(ENVIRONMENTS)}"
+        )
+    values: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
+    for key, value in raw.items():
+        if SECRET_KEY_RE.match(key):
+            secrets[key] = value
+        elif key in KEYS:
+            values[key] = value
+        else:
+            raise ConfigError(
+                f"{NAMESPACE}:{key}: unknown key; allowed keys: {', '.join(sorted(KEYS))}"
+            )
+    try:
+        settings = Settings.model_validate({"environment": environment, **values})
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+    for purpose in settings.keys.supplied:
+        if f"{purpose}Kek" not in secrets:
+            raise ConfigError(
+                f"{NAMESPACE}:{purpose}Kek: missing secret; keys.supplied lists {purpose!r}: set "
+                f"it with `pulumi config set --secret {purpose}Kek <base64 AES-256 key>`"
+            )
+    if settings.kubernetes.mode == "existing" and "kubeconfig" not in secrets:
+        raise ConfigError(
+            f"{NAMESPACE}:kubeconfig: missing secret; kubernetes.mode is 'existing': set it with "
+            "`pulumi config set --secret kubeconfig < kubeconfig.yaml`"
+        )
+    today = dt.date.today()
+    for workspace in settings.workspaces:
+        if workspace.expires < today:
+            raise ConfigError(
+                f"{NAMESPACE}:workspaces[{workspace.id}].expires: workspace expired on "
+                f"{workspace.expires.isoformat()}; renew its approval ({workspace.approval_ref}) "
+                "or remove it from the stack"
+            )
+    return settings.model_copy(update={"secrets": secrets})
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands structured config to programs as JSON strings."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in ("{", "[") or stripped in ("true", "false") or stripped.isdigit():
+            try:
+                return json.loads(stripped)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"malformed structured value: {err.msg}") from None
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the running stack's ``citadelle:*`` config once (real engine or mocks)."""
+    from pulumi.runtime import config as runtime_config
+
+    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(
+        runtime_config._SECRET_KEYS.get()
+    )
+    raw: dict[str, Any] = {}
+    for full_key, value in merged.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        try:
+            decoded = _decode(value)
+        except ConfigError as err:
+            raise ConfigError(f"{full_key}: {err}") from None
+        if SECRET_KEY_RE.match(key):
+            if full_key not in secret_keys:
+                raise ConfigError(
+                    f"{full_key}: stored in clear; set it again with "
+                    f"`pulumi config set --secret {key} ...`"
+                )
+            decoded = pulumi.Output.secret(decoded)
+        raw[key] = decoded
+    return parse_settings(pulumi.get_stack(), raw)
