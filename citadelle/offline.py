@@ -29,10 +29,10 @@ from pulumi.runtime.config import set_all_config
 from citadelle.errors import CitadelleError
 
 # Pulumi's wire markers (sdk/go/common/resource/sig).
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a wire marker, not a secret
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-SECRET_MASK = "[secret]"
+SECRET_MASK = "[secret]"  # noqa: S105 - what replaces secret values
 # Documentation range (RFC 5737): offline floating IPs can never be mistaken for real ones.
 OFFLINE_PUBLIC_RANGE = ipaddress.ip_network("203.0.113.0/24")
 _NAMESPACE = uuid.UUID("6c1f4a7e-6d2b-4c59-9d8e-1f1c1d3c2a10")
@@ -111,8 +111,8 @@ class RecordingMonitor(mocks.MockMonitor):
         super().__init__(mock)
         self.records: list[RecordedResource] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = json_format.MessageToDict(request.object, preserving_proto_field_name=True)

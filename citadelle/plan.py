@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle import paths
-from citadelle.offline import Recording, RecordedResource, record_program
+from citadelle.offline import RecordedResource, Recording, record_program
 from citadelle.stackconfig import StackConfig, load_stack_config
 
 # Input fields through which a resource belongs to the tier of the resource it references.

@@ -13,15 +13,17 @@ from pathlib import Path
 # repository root in every case (editable install or plain checkout).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pulumi  # noqa: E402
-import pulumi_openstack as openstack  # noqa: E402
+import pulumi
+import pulumi_openstack as openstack
+import pulumi_random as random
+import pulumi_tls as tls
 
-from infra.components.compute import ComputeArgs, ComputeFleet, ServerSpec  # noqa: E402
-from infra.components.edge import EdgeArgs, EdgeLoadBalancer  # noqa: E402
-from infra.components.keys import KeyManagement, KeysArgs  # noqa: E402
-from infra.components.network import LandingNetwork, NetworkArgs, Tier  # noqa: E402
-from infra.components.storage import ObjectStorage, StorageArgs  # noqa: E402
-from infra.config import Settings, load_settings  # noqa: E402
+from infra.components.compute import ComputeArgs, ComputeFleet, ServerSpec
+from infra.components.edge import EdgeArgs, EdgeLoadBalancer
+from infra.components.keys import KeyManagement, KeysArgs
+from infra.components.network import LandingNetwork, NetworkArgs, Tier
+from infra.components.storage import ObjectStorage, StorageArgs
+from infra.config import Settings, load_settings
 
 
 def server_specs(settings: Settings) -> tuple[ServerSpec, ...]:
@@ -51,7 +53,10 @@ def main() -> None:
         region=settings.openstack.region,
         cloud=settings.openstack.cloud,
     )
-    with_provider = pulumi.ResourceOptions(provider=provider)
+    # Explicit providers for every package: default providers are disabled in Pulumi.yaml.
+    with_provider = pulumi.ResourceOptions(
+        providers=[provider, random.Provider("random"), tls.Provider("tls")]
+    )
     external = openstack.networking.get_network_output(
         name=settings.openstack.external_network,
         external=True,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,7 +31,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "citadelle"
-ENVIRONMENTS = ("dev", "mirror", "prod")
+Environment = Literal["dev", "mirror", "prod"]
+ENVIRONMENTS: tuple[Environment, ...] = ("dev", "mirror", "prod")
 TIERS = ("edge", "app", "data", "admin", "transfer")
 NODE_ROLES = ("bastion", "gateway", "node")
 BP028_LEVELS = ("minimal", "intermediary", "enhanced", "high")
@@ -49,7 +51,10 @@ ENDPOINT_KINDS = (
 # ISO 3166 codes of the EU member states: the jurisdictions SecNumCloud 19.2/19.6 accept for
 # data location and for the provider's registered office.
 EU_MEMBER_STATES = frozenset(
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+    (
+        "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU",
+        "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+    )
 )
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
@@ -161,7 +166,7 @@ class Endpoint(_Model):
     ]
     url: str = Field(description="URL, host:port or bare host/IP")
     provider: Name
-    environments: tuple[Literal["dev", "mirror", "prod"], ...] = ENVIRONMENTS
+    environments: tuple[Environment, ...] = ENVIRONMENTS
 
     @property
     def host(self) -> str:
@@ -510,7 +515,7 @@ class Settings(_Model):
         ids = [w.id for w in self.workspaces]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"duplicate workspace id(s) {duplicates}")
+            raise ValueError(f"workspaces duplicate workspace id(s) {duplicates}")
         return self
 
     def endpoint_hosts(self, kind: str) -> tuple[str, ...]:
@@ -542,8 +547,11 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = tuple(x for x in first["loc"] if not str(x).startswith("function-"))
-    where = f"{NAMESPACE}:{_location(loc)}" if loc else f"{NAMESPACE}"
     message = first["msg"].removeprefix("Value error, ")
+    # Cross-field checks name their key path at the start of the message.
+    where = f"{NAMESPACE}:{_location(loc)}" if loc else f"{NAMESPACE}:{message.split(' ')[0]}"
+    if not loc:
+        message = message.split(" ", 1)[1]
     if first["type"] == "extra_forbidden":
         message = "unknown key (check the spelling against docs/configuration.md)"
     elif first["type"] == "missing":
@@ -618,8 +626,6 @@ def _decode(value: Any) -> Any:
 
 def load_settings() -> Settings:
     """Read the running stack's ``citadelle:*`` config once (real engine or mocks)."""
-    from pulumi.runtime import config as runtime_config
-
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(
         runtime_config._SECRET_KEYS.get()
@@ -629,16 +635,17 @@ def load_settings() -> Settings:
         namespace, _, key = full_key.partition(":")
         if namespace != NAMESPACE:
             continue
-        try:
-            decoded = _decode(value)
-        except ConfigError as err:
-            raise ConfigError(f"{full_key}: {err}") from None
         if SECRET_KEY_RE.match(key):
+            # Secrets are opaque strings (keys, kubeconfig): never parsed, never logged.
             if full_key not in secret_keys:
                 raise ConfigError(
                     f"{full_key}: stored in clear; set it again with "
                     f"`pulumi config set --secret {key} ...`"
                 )
-            decoded = pulumi.Output.secret(decoded)
-        raw[key] = decoded
+            raw[key] = pulumi.Output.secret(value)
+            continue
+        try:
+            raw[key] = _decode(value)
+        except ConfigError as err:
+            raise ConfigError(f"{full_key}: {err}") from None
     return parse_settings(pulumi.get_stack(), raw)

@@ -13,6 +13,7 @@ cloud-init, so its public half is a stack output that operators pin before their
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -49,7 +50,7 @@ class ComputeArgs:
     volume_type: pulumi.Input[str]
     owner: str
     data_classification: str
-    hardening_levels: dict[str, str]
+    hardening_levels: Mapping[str, str]
 
 
 def _cloud_init(args: ComputeArgs, host_key: tls.PrivateKey | None) -> pulumi.Output[str]:

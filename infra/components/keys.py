@@ -68,7 +68,7 @@ class KeyManagement(pulumi.ComponentResource):
                 algorithm="aes",
                 bit_length=256,
                 mode="cbc",
-                secret_type="symmetric",
+                secret_type="symmetric",  # noqa: S106 - a Barbican type name
                 payload=pulumi.Output.secret(payload),
                 payload_content_type="application/octet-stream",
                 payload_content_encoding="base64",
