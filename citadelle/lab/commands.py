@@ -1,0 +1,129 @@
+"""`citadelle lab ...`: the VM lab's command group.
+
+Other modules add their own ``lab`` subcommands (``lab harden``, ``lab verify``) with
+:func:`add_lab_command`, from their own ``register(subparsers)``; list such a module in
+``COMMAND_MODULES`` after ``citadelle.lab.commands`` so that the group exists::
+
+    from citadelle.lab.commands import add_lab_command
+
+    def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        parser = add_lab_command(subparsers, "harden", "converge the lab's clones")
+        parser.add_argument(...)
+        parser.set_defaults(func=handle_harden)
+
+:func:`lab_from_args` builds the :class:`~citadelle.lab.Lab` from the group's shared options
+(``--lab-dir``, ``--memory``), so every subcommand targets the same lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+from citadelle.errors import CitadelleError
+from citadelle.lab.core import Lab
+from citadelle.lab.outputs import ROLES
+from citadelle.paths import LAB_DIR
+
+DEFAULT_CLONES = "bastion=bastion,gw=gateway,node1=node"
+_GROUPS: dict[int, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+
+
+def _group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The ``lab`` group's own subparsers, created once per top-level parser."""
+    key = id(subparsers)
+    if key not in _GROUPS:
+        lab = subparsers.add_parser("lab", help="local Debian 12 VMs standing in for the servers",
+                                    description="Local Debian 12 VMs under qemu standing in "
+                                    "for the bastion, transfer gateway and nodes.")
+        lab.add_argument("--lab-dir", type=Path, default=LAB_DIR,
+                         help="lab directory (default: %(default)s)")
+        lab.add_argument("--memory", type=int, default=1024, metavar="MIB",
+                         help="RAM per VM in MiB (default: %(default)s); part of the snapshot")
+        _GROUPS[key] = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
+                                          required=True)
+    return _GROUPS[key]
+
+
+def add_lab_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+                    name: str, help_text: str) -> argparse.ArgumentParser:
+    """Add ``citadelle lab NAME``; the caller adds arguments and ``set_defaults(func=...)``."""
+    return _group(subparsers).add_parser(name, help=help_text, description=help_text)
+
+
+def lab_from_args(args: argparse.Namespace) -> Lab:
+    return Lab(root=args.lab_dir, memory_mib=args.memory)
+
+
+def parse_clones(text: str) -> dict[str, str]:
+    """``name=role,...`` to a mapping; roles are checked by the lab."""
+    clones: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, role = item.strip().partition("=")
+        if not sep or not name or not role:
+            raise CitadelleError(f"lab up --clones: {item!r} is not NAME=ROLE "
+                                 f"(roles: {', '.join(ROLES)}; example: {DEFAULT_CLONES})")
+        if name in clones:
+            raise CitadelleError(f"lab up --clones: clone {name!r} given twice")
+        clones[name] = role
+    return clones
+
+
+def _up(args: argparse.Namespace) -> int:
+    clones = parse_clones(args.clones)
+    inventory = lab_from_args(args).up(clones)
+    for clone in inventory.clones:
+        print(f"{clone.name}\t{clone.role}\t127.0.0.1:{clone.port}\tpid {clone.pid}")
+    print(f"ssh_config: {inventory.ssh_config}")
+    print(f"inventory: {inventory.inventory}")
+    print(f"stack outputs: {inventory.stack_outputs}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    removed = lab_from_args(args).down(args.names or None)
+    print("removed: " + (", ".join(removed) or "nothing"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    rows = lab_from_args(args).status()
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+        return 0
+    for row in rows:
+        state = f"up, {row.rss_mib} MiB RSS" if row.alive else "dead (run lab down)"
+        print(f"{row.name}\t{row.role}\t127.0.0.1:{row.port}\tpid {row.pid}\t{state}")
+    if not rows:
+        print("no clones")
+    return 0
+
+
+def _ssh(args: argparse.Namespace) -> int:
+    lab = lab_from_args(args)
+    target = lab.target(args.name)
+    command = target.command(" ".join(args.command) if args.command else None)
+    return subprocess.run(command, check=False).returncode
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = add_lab_command(subparsers, "up", "restore clones from the golden snapshot (building "
+                         "the image and snapshot first if needed) and write the inventory")
+    up.add_argument("--clones", default=DEFAULT_CLONES, metavar="NAME=ROLE,...",
+                    help=f"clones to restore, roles {', '.join(ROLES)} "
+                    "(default: %(default)s)")
+    up.set_defaults(func=_up)
+    down = add_lab_command(subparsers, "down", "kill clones by PID and delete their overlays")
+    down.add_argument("names", nargs="*", metavar="NAME", help="clones (default: all)")
+    down.set_defaults(func=_down)
+    status = add_lab_command(subparsers, "status", "list clones, their ports, PIDs and RSS")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+    ssh = add_lab_command(subparsers, "ssh", "open SSH to a clone as the admin user")
+    ssh.add_argument("name", metavar="NAME")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")
+    ssh.set_defaults(func=_ssh)

@@ -1,0 +1,333 @@
+"""The lab's Debian 12 base image: a data-only recipe, its hash, and the build that executes it.
+
+Everything that changes the image's content lives in :class:`ImageRecipe` (packages, mirror,
+files written into the root filesystem, commands run in it, kernel command line, the admin
+path), so ``recipe_hash`` is a faithful cache key: an unchanged recipe reuses
+``.lab/images/<hash>/``, any change builds a new image next to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from citadelle.errors import CitadelleError
+
+SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+DEFAULT_ADMIN_USER = "citadelle-admin"
+DEFAULT_ADMIN_GROUP = "citadelle-admins"
+DEFAULT_IMAGE_SIZE_MIB = 4096
+DEFAULT_KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0"
+
+# What a Debian 12 server needs to boot under qemu and be driven by Ansible over SSH.
+BASE_PACKAGES: tuple[str, ...] = (
+    "systemd-sysv", "systemd", "udev", "dbus", "openssh-server", "python3", "python3-apt",
+    "sudo", "linux-image-amd64", "iproute2", "procps", "kmod", "ca-certificates", "netbase",
+)
+# Pre-installed so a hardening converge under TCG does not spend minutes downloading.
+HARDENING_PACKAGES: tuple[str, ...] = (
+    "nftables", "chrony", "auditd", "aide", "aide-common", "libpam-pwquality",
+    "unattended-upgrades", "systemd-journal-remote",
+)
+# The initramfs only needs to find an ext4 root on a virtio disk: 6 MB instead of 36 MB.
+INITRAMFS_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_blk", "virtio_net", "ext4")
+MASKED_UNITS: tuple[str, ...] = (
+    "systemd-firstboot.service",  # prompts on the console when /etc/machine-id is empty
+    "systemd-networkd-wait-online.service",  # adds a 2-minute stall to boot under TCG
+)
+# Disabled, not masked: hardening roles may enable them (unattended upgrades, AIDE checks).
+DISABLED_UNITS: tuple[str, ...] = (
+    "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "dailyaidecheck.timer",
+    "e2scrub_all.timer", "fstrim.timer",
+)
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """Everything that determines the image's bytes; hashed into the cache key."""
+
+    mirror: str
+    security_mirror: str
+    admin_authorized_key: str
+    admin_password_sha256: str
+    suite: str = SUITE
+    packages: tuple[str, ...] = BASE_PACKAGES + HARDENING_PACKAGES
+    admin_user: str = DEFAULT_ADMIN_USER
+    admin_group: str = DEFAULT_ADMIN_GROUP
+    kernel_cmdline: str = DEFAULT_KERNEL_CMDLINE
+    image_size_mib: int = DEFAULT_IMAGE_SIZE_MIB
+    initramfs_modules: tuple[str, ...] = INITRAMFS_MODULES
+    masked_units: tuple[str, ...] = MASKED_UNITS
+    disabled_units: tuple[str, ...] = DISABLED_UNITS
+    # path in the guest -> (octal mode, content)
+    files: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Run in the new root filesystem with ``sh -c``, in order, ADMIN_PASSWORD in the environment.
+    commands: tuple[str, ...] = ()
+
+    def as_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["files"] = {k: list(v) for k, v in sorted(self.files.items())}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def recipe_hash(recipe: ImageRecipe) -> str:
+    """sha256 of the canonical JSON form of the recipe."""
+    return hashlib.sha256(recipe.as_json().encode()).hexdigest()
+
+
+def host_mirrors(sources_dir: Path = Path("/etc/apt/sources.list.d"),
+                 sources_list: Path = Path("/etc/apt/sources.list")) -> tuple[str, str]:
+    """The host's Debian and Debian-security mirrors (deb822 first, then one-line format)."""
+    main = security = ""
+    entries: list[tuple[str, str]] = []  # (uri, suites)
+    for path in sorted(sources_dir.glob("*.sources")) if sources_dir.is_dir() else []:
+        for stanza in path.read_text().split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.startswith(("#", " ")):
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.strip()
+            if fields.get("types", "").split()[:1] == ["deb"] and "uris" in fields:
+                entries.append((fields["uris"].split()[0], fields.get("suites", "")))
+    if sources_list.is_file():
+        for line in sources_list.read_text().splitlines():
+            match = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if match:
+                entries.append((match.group(1), match.group(2)))
+    for uri, suites in entries:
+        if f"{SUITE}-security" in suites.split():
+            security = security or uri.rstrip("/")
+        elif SUITE in suites.split():
+            main = main or uri.rstrip("/")
+    return main or DEFAULT_MIRROR, security or DEFAULT_SECURITY_MIRROR
+
+
+def default_recipe(
+    *,
+    admin_authorized_key: str,
+    admin_password: str,
+    mirror: str | None = None,
+    security_mirror: str | None = None,
+    admin_user: str = DEFAULT_ADMIN_USER,
+    admin_group: str = DEFAULT_ADMIN_GROUP,
+    image_size_mib: int = DEFAULT_IMAGE_SIZE_MIB,
+) -> ImageRecipe:
+    """The lab's recipe; mirrors default to the host's (``CITADELLE_LAB_MIRROR`` overrides)."""
+    host_main, host_security = host_mirrors()
+    mirror = (mirror or os.environ.get("CITADELLE_LAB_MIRROR") or host_main).rstrip("/")
+    security_mirror = (security_mirror or os.environ.get("CITADELLE_LAB_SECURITY_MIRROR")
+                       or host_security).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s'\"]+", mirror):
+        raise CitadelleError(f"lab mirror {mirror!r} is not an http(s) URL")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", admin_user):
+        raise CitadelleError(f"lab admin user {admin_user!r} is not a valid user name "
+                             "(lowercase letters, digits, '-' and '_', at most 32)")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", admin_group):
+        raise CitadelleError(f"lab admin group {admin_group!r} is not a valid group name")
+    if not admin_authorized_key.startswith("ssh-ed25519 "):
+        raise CitadelleError("lab admin key must be an ssh-ed25519 public key line")
+    home = f"/home/{admin_user}"
+    files: dict[str, tuple[str, str]] = {
+        "/etc/hostname": ("0644", "citadelle-lab\n"),
+        "/etc/hosts": ("0644", "127.0.0.1\tlocalhost\n127.0.1.1\tcitadelle-lab\n"
+                               "::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        "/etc/fstab": ("0644", "/dev/vda\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"),
+        # qemu user-mode networking: DHCP on the one virtio NIC, DNS forwarder at 10.0.2.3.
+        "/etc/systemd/network/80-lab-dhcp.network": (
+            "0644", "[Match]\nType=ether\n\n[Network]\nDHCP=ipv4\n"),
+        "/etc/resolv.conf": ("0644", "nameserver 10.0.2.3\n"),
+        "/etc/apt/sources.list.d/debian.sources": ("0644", (
+            f"Types: deb\nURIs: {mirror}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+            f"Types: deb\nURIs: {security_mirror}\nSuites: {SUITE}-security\n"
+            "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")),
+        "/etc/apt/apt.conf.d/80-citadelle-lab": ("0644", 'Acquire::Languages "none";\n'),
+        # Key-only SSH for the admin user from the start; reverse DNS would stall every login.
+        "/etc/ssh/sshd_config.d/10-citadelle-lab.conf": ("0644", (
+            "UseDNS no\nPermitRootLogin no\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n")),
+        # Password-protected sudo, so hardening roles can forbid NOPASSWD (BP-028 R39).
+        f"/etc/sudoers.d/10-{admin_group}": ("0440", f"%{admin_group} ALL=(ALL:ALL) ALL\n"),
+        "/etc/initramfs-tools/conf.d/citadelle-lab": ("0644", "MODULES=list\n"),
+        "/etc/initramfs-tools/modules": ("0644", "".join(f"{m}\n" for m in INITRAMFS_MODULES)),
+    }
+    commands = (
+        f"groupadd {admin_group}",
+        f"useradd --create-home --shell /bin/bash --user-group --groups {admin_group} "
+        f"{admin_user}",
+        'printf "%s:%s\\n" ' + admin_user + ' "$ADMIN_PASSWORD" | chpasswd',
+        "passwd --lock root",
+        f"install -d -m 0700 -o {admin_user} -g {admin_user} {home}/.ssh",
+        f"printf '%s\\n' {shlex.quote(admin_authorized_key.strip())} > {home}/.ssh/authorized_keys",
+        f"chown {admin_user}:{admin_user} {home}/.ssh/authorized_keys "
+        f"&& chmod 0600 {home}/.ssh/authorized_keys",
+        "rm -f /etc/apt/sources.list /var/lib/dbus/machine-id && : > /etc/machine-id",
+        # No NTP pool from the lab: clones get the host's clock over SSH after a restore.
+        "sed -i 's/^pool /#pool /' /etc/chrony/chrony.conf",
+        "systemctl enable systemd-networkd.service ssh.service",
+        "systemctl mask " + " ".join(MASKED_UNITS),
+        "for u in " + " ".join(DISABLED_UNITS) + '; do if systemctl cat "$u" >/dev/null 2>&1;'
+        ' then systemctl disable "$u"; fi; done',
+        "update-initramfs -u -k all",
+        "apt-get clean",
+    )
+    return ImageRecipe(
+        mirror=mirror,
+        security_mirror=security_mirror,
+        admin_authorized_key=admin_authorized_key.strip(),
+        admin_password_sha256=hashlib.sha256(admin_password.encode()).hexdigest(),
+        admin_user=admin_user,
+        admin_group=admin_group,
+        image_size_mib=image_size_mib,
+        files=files,
+        commands=commands,
+    )
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A built image directory: qcow2 disk plus the kernel and initramfs for direct boot."""
+
+    directory: Path
+    recipe_hash: str
+    kernel_cmdline: str
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.qcow2"
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+    @property
+    def timings(self) -> dict[str, float]:
+        path = self.directory / "timings.json"
+        data: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        return data
+
+
+def find_image(images_dir: Path, recipe: ImageRecipe) -> BuiltImage | None:
+    """The cached image for this recipe, if a complete build exists."""
+    digest = recipe_hash(recipe)
+    image = BuiltImage(images_dir / digest, digest, recipe.kernel_cmdline)
+    if (image.directory / "complete").is_file():
+        return image
+    return None
+
+
+def tool(name: str) -> str:
+    """Absolute path of a host tool, or one actionable line saying how to get it."""
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if path is None:
+        raise CitadelleError(f"lab: {name} not found; run scripts/install "
+                             "(qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client)")
+    return path
+
+
+def _run(cmd: list[str], *, env: Mapping[str, str] | None = None, what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(env) if env else None,
+                          check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise CitadelleError(f"lab image: {what} failed (exit {proc.returncode}): "
+                             + " | ".join(tail))
+
+
+def build_image(images_dir: Path, cache_dir: Path, recipe: ImageRecipe,
+                admin_password: str) -> BuiltImage:
+    """Build the image for ``recipe`` unless cached; needs root (debootstrap, mkfs -d)."""
+    cached = find_image(images_dir, recipe)
+    if cached is not None:
+        return cached
+    if os.geteuid() != 0:
+        raise CitadelleError("lab image build needs root (debootstrap and mkfs.ext4 -d "
+                             "preserve ownership): run it with sudo once, the image is cached")
+    digest = recipe_hash(recipe)
+    final = images_dir / digest
+    work = images_dir / f"{digest}.build"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    rootfs = work / "rootfs"
+    rootfs.mkdir(parents=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    start = time.monotonic()
+    _run([tool("debootstrap"), "--variant=minbase", f"--include={','.join(recipe.packages)}",
+          f"--cache-dir={cache_dir.resolve()}", recipe.suite, str(rootfs), recipe.mirror],
+         what="debootstrap")
+    timings["debootstrap_s"] = round(time.monotonic() - start, 1)
+
+    start = time.monotonic()
+    _customise(rootfs, recipe, admin_password)
+    timings["customise_s"] = round(time.monotonic() - start, 1)
+
+    start = time.monotonic()
+    _make_disk(rootfs, work, recipe)
+    timings["image_s"] = round(time.monotonic() - start, 1)
+    timings["rootfs_mib"] = round(_tree_size(rootfs) / 2**20, 1)
+    shutil.rmtree(rootfs)
+    timings["qcow2_mib"] = round((work / "disk.qcow2").stat().st_size / 2**20, 1)
+    timings["initrd_mib"] = round((work / "initrd.img").stat().st_size / 2**20, 1)
+    (work / "recipe.json").write_text(recipe.as_json() + "\n")
+    (work / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    (work / "complete").write_text(digest + "\n")
+    work.rename(final)
+    return BuiltImage(final, digest, recipe.kernel_cmdline)
+
+
+def _customise(rootfs: Path, recipe: ImageRecipe, admin_password: str) -> None:
+    for guest_path, (mode, content) in sorted(recipe.files.items()):
+        target = rootfs / guest_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()
+        target.write_text(content)
+        target.chmod(int(mode, 8))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ADMIN_PASSWORD": admin_password,
+           "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
+    for command in recipe.commands:
+        _run([tool("chroot"), str(rootfs), "sh", "-ec", command], env=env,
+             what=command.split()[0])
+
+
+def _make_disk(rootfs: Path, work: Path, recipe: ImageRecipe) -> None:
+    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+    initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise CitadelleError("lab image: no kernel or initramfs in the root filesystem /boot")
+    shutil.copyfile(kernels[-1], work / "vmlinuz")
+    shutil.copyfile(initrds[-1], work / "initrd.img")
+    raw = work / "disk.raw"
+    with raw.open("wb") as handle:
+        handle.truncate(recipe.image_size_mib * 1024 * 1024)
+    _run([tool("mkfs.ext4"), "-q", "-L", "citadelle-root", "-d", str(rootfs), str(raw)],
+         what="mkfs.ext4")
+    _run([tool("qemu-img"), "convert", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
+         what="qemu-img convert")
+    raw.unlink()
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.lstat().st_size
+    return total

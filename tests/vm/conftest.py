@@ -1,0 +1,64 @@
+"""Fixtures over the VM lab (docs/vm-lab.md): the same code as `citadelle lab`.
+
+- ``lab`` (session): a :class:`~citadelle.lab.Lab` sharing ``.lab/`` (image, golden snapshot,
+  keys) with the CLI, but with its own run directory, so test clones never appear in the
+  operator's ``.lab/inventory.yml``; the image and golden snapshot are ready when it yields.
+- ``lab_clones`` (function) and ``module_lab_clones`` (module): factories;
+  ``inv = lab_clones({"bastion": "bastion", "node1": "node"})`` restores clones and returns
+  the :class:`~citadelle.lab.LabInventory` (``inv.inventory`` is an Ansible inventory with the
+  bastion/gateway/node groups, ``inv.ssh_config`` an ssh_config for testinfra's ``ssh://``).
+  Every clone a factory restored is killed by PID when its scope ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from citadelle.lab import Lab, LabInventory
+from citadelle.paths import LAB_DIR
+
+
+class CloneFactory:
+    """Restores clones on demand and remembers them for teardown."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.names: list[str] = []
+
+    def __call__(self, clones: Mapping[str, str]) -> LabInventory:
+        live = {row.name for row in self.lab.status()}
+        clash = sorted(live & set(clones))
+        if clash:
+            raise ValueError(f"clone names already in use in this session: {clash}")
+        self.names.extend(clones)
+        return self.lab.up(clones)
+
+    def close(self) -> None:
+        names, self.names = self.names, []
+        existing = {row.name for row in self.lab.status()}
+        self.lab.down([n for n in names if n in existing])
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab(root=LAB_DIR, run_dir=tmp_path_factory.mktemp("lab"))
+    lab.ensure_golden()
+    yield lab
+    # Safety net: nothing this session started survives it.
+    lab.down()
+
+
+@pytest.fixture
+def lab_clones(lab: Lab) -> Iterator[CloneFactory]:
+    factory = CloneFactory(lab)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_lab_clones(lab: Lab) -> Iterator[CloneFactory]:
+    factory = CloneFactory(lab)
+    yield factory
+    factory.close()

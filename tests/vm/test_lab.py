@@ -1,0 +1,215 @@
+"""The VM lab: cached image, golden snapshot, independent clones, admin path, outputs, teardown."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from citadelle.lab import ROLES, Lab, default_recipe, recipe_hash
+from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER, find_image
+from citadelle.lab.vm import MachineSpec, pid_alive
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJmZ8rK0n7kq0Xw6b0pKkHq5m7Jx5l1X6aV9p0m5dY0W test"
+MIRROR = "http://deb.debian.org/debian"
+
+
+def _recipe(**changes: object):
+    recipe = default_recipe(admin_authorized_key=KEY, admin_password="pw-one", mirror=MIRROR,
+                            security_mirror="http://deb.debian.org/debian-security")
+    return dataclasses.replace(recipe, **changes) if changes else recipe
+
+
+# -- recipe hash and cache lookup (no VM) ------------------------------------------------------
+
+def test_recipe_hash_is_stable():
+    assert recipe_hash(_recipe()) == recipe_hash(_recipe())
+    assert len(recipe_hash(_recipe())) == 64
+
+
+@pytest.mark.parametrize("change", [
+    {"packages": (*_recipe().packages, "lynis")},
+    {"mirror": "http://ftp.fr.debian.org/debian"},
+    {"kernel_cmdline": "root=/dev/vda rw console=ttyS0 slab_nomerge"},
+    {"commands": (*_recipe().commands, "true")},
+    {"files": {**_recipe().files, "/etc/issue": ("0644", "lab\n")}},
+    {"admin_user": "operator"},
+    {"image_size_mib": 8192},
+], ids=["packages", "mirror", "cmdline", "commands", "files", "admin-user", "size"])
+def test_recipe_hash_changes_with_the_recipe(change):
+    assert recipe_hash(_recipe(**change)) != recipe_hash(_recipe())
+
+
+def test_recipe_hash_covers_the_admin_password():
+    other = default_recipe(admin_authorized_key=KEY, admin_password="pw-two", mirror=MIRROR,
+                           security_mirror="http://deb.debian.org/debian-security")
+    assert recipe_hash(other) != recipe_hash(_recipe())
+    assert "pw-one" not in _recipe().as_json()
+
+
+def test_cached_image_is_found_only_for_its_recipe(tmp_path: Path):
+    recipe = _recipe()
+    directory = tmp_path / recipe_hash(recipe)
+    directory.mkdir()
+    assert find_image(tmp_path, recipe) is None  # an interrupted build is not reused
+    (directory / "complete").write_text(recipe_hash(recipe))
+    found = find_image(tmp_path, recipe)
+    assert found is not None and found.directory == directory
+    assert find_image(tmp_path, _recipe(packages=(*recipe.packages, "lynis"))) is None
+
+
+@pytest.mark.parametrize("change", [{"memory_mib": 2048}, {"cpus": 2}, {"kvm": True}],
+                         ids=["memory", "cpus", "accel"])
+def test_snapshot_key_changes_with_machine_args(change, tmp_path: Path):
+    from citadelle.lab.image import BuiltImage
+
+    image = BuiltImage(tmp_path, "0" * 64, "root=/dev/vda rw console=ttyS0")
+    base = MachineSpec()
+    assert MachineSpec(**change).key(image, "QEMU 7.2") != base.key(image, "QEMU 7.2")
+    assert base.key(image, "QEMU 8.2") != base.key(image, "QEMU 7.2")
+
+
+# -- real VMs ------------------------------------------------------------------------------
+
+pair_names = {"lab-a": "bastion", "lab-b": "node"}
+
+
+@pytest.fixture(scope="module")
+def pair(module_lab_clones):
+    return module_lab_clones(pair_names)
+
+
+# Authentication tests must not ride on the multiplexed connection of the admin user.
+FRESH_CONNECTION = ("-o", "ControlMaster=no", "-o", "ControlPath=none")
+
+
+def _ssh(inv, name: str, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ssh", "-F", str(inv.ssh_config), *extra, name, command],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.vm
+def test_image_is_cached_under_its_recipe_hash(lab: Lab):
+    image = lab.build_image()
+    assert image.directory.name == recipe_hash(lab.recipe())
+    assert (image.directory / "complete").is_file()
+    assert lab.build_image().directory == image.directory
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("name", sorted(pair_names))
+def test_clone_answers_ssh_with_the_lab_key(pair, name):
+    proc = _ssh(pair, name, "id -un; hostname")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [DEFAULT_ADMIN_USER, name]
+
+
+@pytest.mark.vm
+def test_clones_are_independent(pair):
+    marker = f"/home/{DEFAULT_ADMIN_USER}/written-in-lab-a"
+    assert _ssh(pair, "lab-a", f"echo a > {marker} && sync").returncode == 0
+    assert _ssh(pair, "lab-a", f"cat {marker}").stdout.strip() == "a"
+    absent = _ssh(pair, "lab-b", f"test -e {marker}; echo $?")
+    assert absent.stdout.strip() == "1"
+
+
+@pytest.mark.vm
+@pytest.mark.bp028("R39")
+def test_root_ssh_login_is_refused(pair):
+    proc = _ssh(pair, "lab-a", "true", *FRESH_CONNECTION, "-l", "root")
+    assert proc.returncode == 255
+    assert "Permission denied (publickey)" in proc.stderr
+
+
+@pytest.mark.vm
+def test_password_ssh_login_is_refused(pair):
+    proc = _ssh(pair, "lab-a", "true", *FRESH_CONNECTION, "-o", "PubkeyAuthentication=no",
+                "-o", "BatchMode=yes")
+    assert proc.returncode == 255
+    # The server lists the methods it accepts: public key only, no password.
+    assert "Permission denied (publickey)" in proc.stderr
+
+
+@pytest.mark.vm
+@pytest.mark.bp028("R39")
+def test_sudo_needs_the_admin_password(lab: Lab, pair):
+    assert _ssh(pair, "lab-a", "sudo -n true").returncode != 0
+    proc = lab.ssh("lab-a", "id -u", sudo=True)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "0")
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("name", sorted(pair_names))
+def test_clone_clock_follows_the_host(pair, name):
+    before = time.time()
+    proc = _ssh(pair, name, "date +%s.%N")
+    after = time.time()
+    guest = float(proc.stdout)
+    assert before - 3 <= guest <= after + 3
+
+
+@pytest.mark.vm
+def test_clones_get_their_own_host_keys(pair):
+    outputs = json.loads(pair.stack_outputs.read_text())
+    keys = {name: _ssh(pair, name, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
+            for name in pair_names}
+    assert keys["lab-a"] != keys["lab-b"]
+    assert outputs["bastion"]["hostKeyEd25519"].split()[1] == keys["lab-a"]
+
+
+@pytest.mark.vm
+def test_stack_outputs_have_the_foundation_shape(pair):
+    outputs = json.loads(pair.stack_outputs.read_text())
+    assert set(outputs) == {"environment", "bastion", "servers", "adminUser", "adminGroup",
+                            "lab"}
+    assert outputs["lab"] is True
+    assert (outputs["adminUser"], outputs["adminGroup"]) == (DEFAULT_ADMIN_USER,
+                                                             DEFAULT_ADMIN_GROUP)
+    assert outputs["bastion"]["publicIp"] == "127.0.0.1"
+    assert outputs["bastion"]["sshPort"] == pair.clone("lab-a").port
+    assert {n: s["role"] for n, s in outputs["servers"].items()} == pair_names
+    assert {n: s["sshPort"] for n, s in outputs["servers"].items()} == {
+        n: pair.clone(n).port for n in pair_names}
+    assert outputs["servers"]["lab-b"]["privateIp"] == "10.0.2.15"
+
+
+@pytest.mark.vm
+def test_inventory_has_the_environment_groups(pair):
+    inventory = yaml.safe_load(pair.inventory.read_text())
+    groups = inventory["all"]["children"]
+    assert sorted(groups) == sorted(ROLES)
+    assert {role: sorted(g["hosts"]) for role, g in groups.items()} == {
+        "bastion": ["lab-a"], "gateway": [], "node": ["lab-b"]}
+    host = groups["node"]["hosts"]["lab-b"]
+    assert (host["ansible_host"], host["ansible_port"], host["ansible_user"]) == (
+        "127.0.0.1", pair.clone("lab-b").port, DEFAULT_ADMIN_USER)
+    assert os.stat(pair.inventory).st_mode & 0o077 == 0
+
+
+@pytest.mark.vm
+def test_ansible_becomes_root_through_the_inventory(pair):
+    proc = subprocess.run(
+        [str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "ansible"), "-i",
+         str(pair.inventory), "node", "--become", "-m", "ansible.builtin.command", "-a", "id -u"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lab-b | CHANGED | rc=0 >>\n0" in proc.stdout
+
+
+@pytest.mark.vm
+def test_down_kills_the_clone_by_pid(lab: Lab, lab_clones):
+    inventory = lab_clones({"lab-gone": "gateway"})
+    clone = inventory.clone("lab-gone")
+    marker = str(clone.directory / "qmp.sock")
+    assert pid_alive(clone.pid, marker)
+    assert lab.down(["lab-gone"]) == ["lab-gone"]
+    assert not Path(f"/proc/{clone.pid}").exists()
+    assert not clone.directory.exists()
+    assert "lab-gone" not in json.loads(inventory.stack_outputs.read_text())["servers"]
