@@ -14,6 +14,7 @@ from citadelle.errors import CitadelleError
 COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.plan",
     "citadelle.lab.commands",
+    "citadelle.cloudlab.command",
 )
 
 Handler = Callable[[argparse.Namespace], int]
