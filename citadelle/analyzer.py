@@ -53,7 +53,7 @@ _SEVERITIES = {
 }
 
 
-class EngineServer(engine_pb2_grpc.EngineServicer):  # type: ignore[misc]
+class EngineServer(engine_pb2_grpc.EngineServicer):
     """The engine side the pack logs to; keeps the messages for error reports."""
 
     def __init__(self) -> None:
@@ -285,7 +285,7 @@ class PolicyAnalyzer:
             return getattr(self._stub, method)(request, timeout=120)
         except grpc.RpcError as err:
             raise CitadelleError(
-                f"the policy pack failed in {method}: {err.details() or err.code()}"  # type: ignore[attr-defined]
+                f"the policy pack failed in {method}: {err.details() or err.code()}"
             ) from None
 
     # ------------------------------------------------------------------ protocol
@@ -301,7 +301,7 @@ class PolicyAnalyzer:
         try:
             self._stub.ConfigureStack(request, timeout=30)
         except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
                 raise CitadelleError(f"the policy pack refused ConfigureStack: {err}") from None
 
     def effective_config(self, given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
