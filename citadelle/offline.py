@@ -219,6 +219,74 @@ def _random_bytes(m: OfflineMocks, args: mocks.MockResourceArgs, state: dict[str
     state["hex"] = "[offline: generated at deploy time]"
 
 
+def _magnum_cluster(m: OfflineMocks, args: mocks.MockResourceArgs, state: dict[str, Any]) -> None:
+    # The API sits behind the private load balancer in the cluster's own (app tier) subnet.
+    subnet_id = str(args.inputs.get("fixedSubnet", ""))
+    api = m.allocate(subnet_id)
+    masters = [m.allocate(subnet_id) for _ in range(int(args.inputs.get("masterCount", 1)))]
+    name = str(args.inputs.get("name", args.name))
+    pending = "[offline: issued by Magnum at deploy time]"
+    raw = "\n".join((
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters:",
+        f"- name: {name}",
+        "  cluster:",
+        f"    server: https://{api}:6443",
+        f"    certificate-authority-data: {pending}",
+        "users:",
+        "- name: admin",
+        "  user:",
+        f"    client-certificate-data: {pending}",
+        f"    client-key-data: {pending}",
+        "contexts:",
+        f"- name: {name}",
+        "  context:",
+        f"    cluster: {name}",
+        "    user: admin",
+        f"current-context: {name}",
+        "",
+    ))
+    state["apiAddress"] = f"https://{api}:6443"
+    state["masterAddresses"] = masters
+    state["nodeAddresses"] = []
+    state["stackId"] = m.make_id("magnum-stack", args.name)
+    state["kubeconfig"] = {
+        "raw_config": raw,
+        "host": f"https://{api}:6443",
+        "cluster_ca_certificate": pending,
+        "client_certificate": pending,
+        "client_key": pending,
+    }
+
+
+def _kubernetes_object(
+    m: OfflineMocks, args: mocks.MockResourceArgs, state: dict[str, Any]
+) -> None:
+    # What the API server adds to every object it stores.
+    metadata = dict(state.get("metadata") or {})
+    metadata["uid"] = m.make_id("k8s", args.typ, args.name)
+    metadata["resourceVersion"] = "1"
+    state["metadata"] = metadata
+    if args.typ == "kubernetes:core/v1:Namespace":
+        state["status"] = {"phase": "Active"}
+
+
+_KUBERNETES_TYPES = (
+    "kubernetes:core/v1:Namespace",
+    "kubernetes:core/v1:ConfigMap",
+    "kubernetes:core/v1:ResourceQuota",
+    "kubernetes:core/v1:LimitRange",
+    "kubernetes:core/v1:ServiceAccountPatch",
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy",
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding",
+)
+
+
 OUTPUT_HANDLERS: dict[str, OutputHandler] = {
     "openstack:networking/port:Port": _port,
     "openstack:networking/floatingIp:FloatingIp": _floating_ip,
@@ -227,6 +295,8 @@ OUTPUT_HANDLERS: dict[str, OutputHandler] = {
     "openstack:keymanager/containerV1:ContainerV1": _container,
     "tls:index/privateKey:PrivateKey": _private_key,
     "random:index/randomBytes:RandomBytes": _random_bytes,
+    "openstack:containerinfra/cluster:Cluster": _magnum_cluster,
+    **{token: _kubernetes_object for token in _KUBERNETES_TYPES},
 }
 
 

@@ -18,11 +18,14 @@ import pulumi_openstack as openstack
 import pulumi_random as random
 import pulumi_tls as tls
 
+from infra.components.baseline import Baseline, BaselineArgs, NamespaceQuota
 from infra.components.compute import ComputeArgs, ComputeFleet, ServerSpec
 from infra.components.edge import EdgeArgs, EdgeLoadBalancer
 from infra.components.keys import KeyManagement, KeysArgs
+from infra.components.kubernetes import ClusterArgs, KubernetesCluster, NodeGroupSpec
 from infra.components.network import LandingNetwork, NetworkArgs, Tier
 from infra.components.storage import ObjectStorage, StorageArgs
+from infra.components.workspace import Workspace, WorkspaceArgs
 from infra.config import Settings, load_settings
 
 
@@ -39,6 +42,100 @@ def server_specs(settings: Settings) -> tuple[ServerSpec, ...]:
         for p in compute.node_pools
     ]
     return tuple(specs)
+
+
+def declare_kubernetes(
+    settings: Settings,
+    *,
+    prefix: str,
+    network: LandingNetwork,
+    keys: KeyManagement,
+    external_network_id: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> tuple[KubernetesCluster, Baseline, dict[str, Workspace]]:
+    """The cluster in the app tier, its hardened baseline and one workspace per project."""
+    k8s = settings.kubernetes
+    env = settings.environment
+    cluster = KubernetesCluster(
+        f"{prefix}-kubernetes",
+        ClusterArgs(
+            prefix=prefix,
+            environment=env,
+            mode=k8s.mode,
+            version=k8s.version,
+            region=settings.openstack.region,
+            auth_url=settings.openstack.auth_url,
+            availability_zones=settings.openstack.availability_zones,
+            image=settings.compute.image,
+            master_count=k8s.master_count,
+            master_flavor=k8s.master_flavor,
+            node_groups=tuple(NodeGroupSpec(g.name, g.flavor, g.count) for g in k8s.node_groups),
+            network_id=network.networks["app"].id,
+            subnet_id=network.subnets["app"].id,
+            external_network_id=external_network_id,
+            dns_nameservers=settings.endpoint_hosts("dns"),
+            registry=k8s.registry,
+            volume_type=keys.volume_type.name,
+            pod_cidr=k8s.pod_cidr,
+            service_cidr=k8s.service_cidr,
+            etcd_volume_gb=k8s.etcd_volume_gb,
+            audit_log_max_age_days=k8s.audit_log_max_age_days,
+            kms_key_ref=keys.secrets["kubernetes"].secret_ref,
+            kubeconfig=settings.secrets.get("kubeconfig"),
+            render_dir=k8s.render_dir,
+        ),
+        opts=opts,
+    )
+    in_cluster = pulumi.ResourceOptions.merge(
+        opts, pulumi.ResourceOptions(providers=[cluster.provider])
+    )
+    quotas = k8s.platform_quotas
+    tiers = settings.network.tiers
+    baseline = Baseline(
+        f"{prefix}-baseline",
+        BaselineArgs(
+            prefix=prefix,
+            environment=env,
+            psa_version=k8s.psa_version,
+            registry=k8s.registry,
+            system_namespaces=tuple(n.name for n in k8s.system_namespaces),
+            operators_group=k8s.operators_group,
+            auditors_group=k8s.auditors_group,
+            platform_quota=NamespaceQuota(quotas.cpu, quotas.memory_gi, quotas.storage_gi),
+            edge_cidr=tiers["edge"].cidr,
+            data_cidr=tiers["data"].cidr,
+            data_ports=settings.network.data_ports,
+            ingress_port=k8s.ingress_port,
+            backend_port=k8s.backend_port,
+            security_profile=cluster.security_profile,
+        ),
+        opts=in_cluster,
+    )
+    storage_url = settings.endpoint_urls("object-storage")[0]
+    workspaces = {
+        w.id: Workspace(
+            f"{prefix}-ws-{w.id}",
+            WorkspaceArgs(
+                prefix=prefix,
+                environment=env,
+                id=w.id,
+                approval_ref=w.approval_ref,
+                members_group=w.members_group,
+                quota=NamespaceQuota(w.quotas.cpu, w.quotas.memory_gi, w.quotas.storage_gi),
+                extractions=w.extractions,
+                expires=w.expires,
+                reader=w.reader or f"{prefix}-ws-{w.id}",
+                psa_version=k8s.psa_version,
+                object_storage_url=storage_url,
+                object_storage_cidrs=k8s.object_storage_cidrs,
+                data_classification=settings.metadata.data_classification,
+                storage_policy=settings.storage.storage_policy,
+            ),
+            opts=in_cluster,
+        )
+        for w in settings.workspaces
+    }
+    return cluster, baseline, workspaces
 
 
 def main() -> None:
@@ -147,6 +244,11 @@ def main() -> None:
         opts=with_provider,
     )
 
+    cluster, baseline, workspaces = declare_kubernetes(
+        settings, prefix=prefix, network=network, keys=keys, external_network_id=external.id,
+        opts=with_provider,
+    )
+
     # Everything the post-deploy steps (inventory, hardening, checks, audit) need.
     pulumi.export("environment", env)
     pulumi.export("region", settings.openstack.region)
@@ -176,6 +278,28 @@ def main() -> None:
     pulumi.export("keyContainer", keys.container.container_ref)
     pulumi.export("volumeType", keys.volume_type.name)
     pulumi.export("containers", {p: c.name for p, c in storage.containers.items()})
+    pulumi.export(
+        "kubernetes",
+        {
+            "mode": settings.kubernetes.mode,
+            "version": settings.kubernetes.version,
+            "apiAddress": cluster.api_address,
+            "kmsKeyRef": cluster.kms_key_ref,
+            "namespaces": baseline.namespaces,
+            "registry": settings.kubernetes.registry,
+        },
+    )
+    pulumi.export(
+        "workspaces",
+        {
+            wid: {
+                "namespace": f"ws-{wid}",
+                "container": ws.container.name,
+                "keyRef": ws.key.secret_ref,
+            }
+            for wid, ws in workspaces.items()
+        },
+    )
 
 
 main()

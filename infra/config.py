@@ -56,6 +56,9 @@ EU_MEMBER_STATES = frozenset(
         "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
     )
 )
+# Namespaces the Kubernetes baseline declares; workspaces get ``ws-<id>``.
+PLATFORM_NAMESPACES = ("citadelle-system", "citadelle-ingress", "citadelle-apps")
+WORKSPACE_NAMESPACE_PREFIX = "ws-"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 
@@ -408,25 +411,64 @@ class HardeningSettings(_Model):
 
 
 class SystemNamespace(_Model):
-    name: str = Field(min_length=1)
-    reason: str = Field(min_length=10)
+    """A namespace the platform does not declare and exempts from the restricted baseline."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    reason: str = Field(min_length=10, description="why it cannot run under PSA restricted")
 
 
 class NodeGroup(_Model):
+    """Worker nodes of one flavor; Magnum mode spreads ``count`` over the availability zones."""
+
     name: Name
     flavor: str = Field(min_length=1)
     count: int = Field(ge=1, le=500)
 
 
+def _quota_range(what: str, unit: str, low: int, high: int) -> Any:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"{what} {value} {unit} is out of range; allowed: {low} to {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+class Quotas(_Model):
+    """Hard ceiling of a namespace (ResourceQuota), also the LimitRange's per-container max."""
+
+    cpu: Annotated[int, _quota_range("cpu", "cores", 1, 256)]
+    memory_gi: Annotated[int, _quota_range("memoryGi", "GiB", 1, 2048)]
+    storage_gi: Annotated[int, _quota_range("storageGi", "GiB", 1, 65536)]
+
+
 class KubernetesSettings(_Model):
     mode: Literal["magnum", "existing"] = "magnum"
-    version: str = Field(pattern=r"^v1\.\d+\.\d+$")
+    version: str = Field(pattern=r"^v1\.\d+\.\d+$", description="pinned Kubernetes (kube_tag)")
     master_count: int = Field(default=3, ge=1, le=7)
     master_flavor: str = "b3-16"
     node_groups: tuple[NodeGroup, ...] = Field(min_length=1)
     registry: Host
-    pod_security_version: str = Field(default="v1.31", pattern=r"^v1\.\d+$")
+    pod_security_version: str | None = Field(
+        default=None, pattern=r"^v1\.\d+$", description="PSA version; default: the cluster minor"
+    )
     system_namespaces: tuple[SystemNamespace, ...] = ()
+    operators_group: str = Field(default="citadelle-operators", pattern=r"^\S{2,128}$")
+    auditors_group: str = Field(default="citadelle-auditors", pattern=r"^\S{2,128}$")
+    pod_cidr: Cidr = "10.100.0.0/16"
+    service_cidr: Cidr = "10.254.0.0/16"
+    object_storage_cidrs: tuple[Cidr, ...] = Field(
+        min_length=1,
+        description="addresses of the object-storage endpoint: the only workspace egress",
+    )
+    ingress_port: int = Field(default=8443, ge=1024, le=65535)
+    backend_port: int = Field(default=8080, ge=1024, le=65535)
+    platform_quotas: Quotas = Quotas(cpu=16, memory_gi=64, storage_gi=200)
+    etcd_volume_gb: int = Field(default=20, ge=10, le=500)
+    audit_log_max_age_days: int = Field(default=30, ge=1, le=400)
+    render_dir: str | None = Field(
+        default=None, description="pulumi-kubernetes renders YAML here instead of applying"
+    )
 
     @field_validator("master_count")
     @classmethod
@@ -435,26 +477,57 @@ class KubernetesSettings(_Model):
             raise ValueError(f"master_count {value} is even; etcd quorum needs 1, 3, 5 or 7")
         return value
 
+    @field_validator("node_groups")
+    @classmethod
+    def _unique_groups(cls, value: tuple[NodeGroup, ...]) -> tuple[NodeGroup, ...]:
+        names = [g.name for g in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate node group name(s) {duplicates}")
+        return value
 
-class Quotas(_Model):
-    cpu: int = Field(ge=1, le=256)
-    memory_gi: int = Field(ge=1, le=2048)
-    storage_gi: int = Field(ge=1, le=65536)
+    @model_validator(mode="after")
+    def _versions(self) -> KubernetesSettings:
+        minor = int(self.version.split(".")[1])
+        if self.pod_security_version is not None:
+            psa_minor = int(self.pod_security_version.split(".")[1])
+            if psa_minor > minor:
+                raise ValueError(
+                    f"kubernetes.podSecurityVersion {self.pod_security_version} is newer than "
+                    f"the cluster {self.version}; allowed: v1.{minor} or older"
+                )
+        return self
+
+    @property
+    def psa_version(self) -> str:
+        """The Pod Security Standards version pinned on every namespace."""
+        return self.pod_security_version or "v1." + self.version.split(".")[1]
 
 
 class Workspace(_Model):
+    """An approved research project's isolated workspace ("espace projet")."""
+
     id: Name
-    approval_ref: str = Field(min_length=3)
+    approval_ref: str = Field(min_length=3, description="CESREES/CNIL approval reference")
     members_group: str
     quotas: Quotas
     extractions: tuple[Name, ...] = Field(min_length=1)
     expires: dt.date
+    reader: str | None = Field(
+        default=None,
+        description="Keystone user id of the workspace's service user; default "
+        "citadelle-<env>-ws-<id> (the identity team's naming convention)",
+    )
 
     @field_validator("members_group")
     @classmethod
     def _group(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("members_group is empty; name the directory group of the project")
+            raise ValueError(
+                "membersGroup is empty; name the directory group of the project's members"
+            )
+        if re.search(r"\s", value) or len(value) > 128:
+            raise ValueError("membersGroup must be one group name (no spaces, at most 128 chars)")
         return value
 
 
@@ -507,15 +580,70 @@ class Settings(_Model):
         for kind in ("ntp", "dns", "package-mirror", "log-collector", "container-registry"):
             if not self.sovereignty.for_environment(env, kind):
                 raise ValueError(f"sovereignty.endpoints has no {kind!r} endpoint for {env}")
-        if self.sovereignty.allowed(self.kubernetes.registry) is None:
-            raise ValueError(
-                f"kubernetes.registry {self.kubernetes.registry!r} is not an allow-listed "
-                "container-registry endpoint (sovereignty.endpoints)"
-            )
-        ids = [w.id for w in self.workspaces]
+        return self
+
+    @field_validator("workspaces")
+    @classmethod
+    def _unique_workspaces(cls, value: tuple[Workspace, ...]) -> tuple[Workspace, ...]:
+        ids = [w.id for w in value]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"workspaces duplicate workspace id(s) {duplicates}")
+            raise ValueError(
+                f"duplicate workspace id(s) {', '.join(duplicates)}; each approved project has "
+                "exactly one workspace"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _kubernetes_checks(self) -> Settings:
+        k8s = self.kubernetes
+        registries = self.endpoint_hosts("container-registry")
+        if k8s.registry not in registries:
+            raise ValueError(
+                f"kubernetes.registry {k8s.registry!r} is not an allow-listed container-registry "
+                f"endpoint for {self.environment} (allowed: {', '.join(registries)})"
+            )
+        if "kubernetes" not in self.keys.purposes:
+            raise ValueError(
+                "keys.purposes lacks 'kubernetes'; the cluster's secrets are encrypted with "
+                "that Barbican KEK (KMS v2): add it"
+            )
+        zones = self.openstack.availability_zones
+        if k8s.mode == "magnum":
+            for index, group in enumerate(k8s.node_groups):
+                if group.count < len(zones):
+                    raise ValueError(
+                        f"kubernetes.nodeGroups[{index}].count {group.count} leaves an "
+                        f"availability zone empty; allowed: at least {len(zones)} (one per zone "
+                        f"of {', '.join(zones)})"
+                    )
+        taken = [("kubernetes.podCidr", k8s.pod_cidr), ("kubernetes.serviceCidr", k8s.service_cidr)]
+        used = [(f"network.tiers.{t}", s.cidr) for t, s in self.network.tiers.items()]
+        used += [("network.serviceCidrs", c) for c in self.network.service_cidrs]
+        for index, (key, cidr) in enumerate(taken):
+            for other_key, other in used + taken[index + 1 :]:
+                if ipaddress.ip_network(cidr).overlaps(ipaddress.ip_network(other)):
+                    raise ValueError(
+                        f"{key} {cidr} overlaps {other_key} {other}; pick a range no tier, "
+                        "service range or other cluster range uses"
+                    )
+        storage = self.sovereignty.for_environment(self.environment, "object-storage")
+        networks = [n for e in storage for n in self.sovereignty.provider(e.provider).networks]
+        for cidr in k8s.object_storage_cidrs:
+            net = ipaddress.IPv4Network(cidr)
+            if not any(net.subnet_of(ipaddress.IPv4Network(n)) for n in networks):
+                raise ValueError(
+                    f"kubernetes.objectStorageCidrs {cidr} is outside the object-storage "
+                    f"provider's networks (allowed: inside {', '.join(networks) or 'none'})"
+                )
+        platform = set(PLATFORM_NAMESPACES) | {f"{WORKSPACE_NAMESPACE_PREFIX}{w.id}"
+                                               for w in self.workspaces}
+        for system in k8s.system_namespaces:
+            if system.name in platform or system.name.startswith(WORKSPACE_NAMESPACE_PREFIX):
+                raise ValueError(
+                    f"kubernetes.systemNamespaces {system.name!r} is a namespace the platform "
+                    "declares; only namespaces it does not declare can be exempted"
+                )
         return self
 
     def endpoint_hosts(self, kind: str) -> tuple[str, ...]:

@@ -1,0 +1,166 @@
+"""One research workspace ("espace projet"): an approved project's isolated corner of the platform.
+
+Per workspace, and derived from its id only, so that adding or removing one never changes
+another's resources:
+
+- a namespace ``ws-<id>`` under PSA ``restricted``, annotated with its approval reference,
+  expiry date and extractions (the policy gate refuses it once expired);
+- default-deny ingress and egress; egress only to DNS and to the object-storage endpoint on
+  443 (SecNumCloud 12.2): no policy ever names another namespace except kube-system's DNS;
+- a RoleBinding of the project's members group to the research ClusterRole, in this
+  namespace only; the default service account mounts no token;
+- ResourceQuota and LimitRange from the approved quotas (no LoadBalancer, no NodePort);
+- a dedicated 256-bit key in Barbican, readable (ACL) only by the workspace's service user
+  (SecNumCloud 10.5);
+- a private, versioned object-storage container for its extractions, readable only by that
+  service user (Swift ACL ``*:<user id>``, never a referrer ACL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_openstack as openstack
+import pulumi_random as random
+
+from infra.components.baseline import (
+    RESEARCH_ROLE,
+    NamespaceQuota,
+    network_policy,
+    no_token_automount,
+    restricted_namespace,
+    role_binding,
+)
+from infra.components.kubernetes import KubeObject
+
+HTTPS_PORT = 443
+
+
+@dataclass(frozen=True)
+class WorkspaceArgs:
+    prefix: str
+    environment: str
+    id: str
+    approval_ref: str
+    members_group: str
+    quota: NamespaceQuota
+    extractions: tuple[str, ...]
+    expires: dt.date
+    reader: str
+    psa_version: str
+    object_storage_url: str
+    object_storage_cidrs: tuple[str, ...]
+    data_classification: str
+    storage_policy: str | None = None
+
+
+def namespace_name(workspace_id: str) -> str:
+    return f"ws-{workspace_id}"
+
+
+def container_name(prefix: str, workspace_id: str) -> str:
+    return f"{prefix}-ws-{workspace_id}"
+
+
+def storage_egress(ns: str, cidrs: tuple[str, ...]) -> dict[str, Any]:
+    return network_policy(
+        ns,
+        "allow-object-storage",
+        egress=[
+            {
+                "to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs],
+                "ports": [{"protocol": "TCP", "port": HTTPS_PORT}],
+            }
+        ],
+    )
+
+
+def workspace_manifests(args: WorkspaceArgs) -> list[dict[str, Any]]:
+    ns = namespace_name(args.id)
+    labels = {"citadelle.io/environment": args.environment, "citadelle.io/workspace": args.id}
+    annotations = {
+        "citadelle.io/approval-ref": args.approval_ref,
+        "citadelle.io/expires": args.expires.isoformat(),
+        "citadelle.io/members-group": args.members_group,
+        "citadelle.io/extractions": ",".join(args.extractions),
+        "citadelle.io/storage-container": container_name(args.prefix, args.id),
+        "citadelle.io/storage-endpoint": args.object_storage_url,
+    }
+    objects = restricted_namespace(ns, args.psa_version, quota=args.quota, labels=labels,
+                                   annotations=annotations)
+    objects += [
+        storage_egress(ns, args.object_storage_cidrs),
+        role_binding(ns, "research-members", RESEARCH_ROLE, args.members_group),
+    ]
+    return objects
+
+
+class Workspace(pulumi.ComponentResource):
+    """A research workspace (type citadelle:workspaces:Workspace)."""
+
+    def __init__(
+        self, name: str, args: WorkspaceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("citadelle:workspaces:Workspace", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        base = f"{args.prefix}-ws-{args.id}"
+        manifests = workspace_manifests(args)
+        self.namespace = KubeObject(args.prefix, manifests[0], child)
+        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        for manifest in manifests[1:]:
+            KubeObject(args.prefix, manifest, after_ns)
+        KubeObject(args.prefix, no_token_automount(namespace_name(args.id)), after_ns,
+                   patch=True)
+
+        material: pulumi.Input[str] = random.RandomBytes(f"{base}-key", length=32,
+                                                         opts=child).base64
+        only_reader = openstack.keymanager.SecretV1AclArgs(
+            read=openstack.keymanager.SecretV1AclReadArgs(project_access=False,
+                                                          users=[args.reader])
+        )
+        self.key = openstack.keymanager.SecretV1(
+            f"{base}-key",
+            name=f"{base}-key",
+            algorithm="aes",
+            bit_length=256,
+            mode="cbc",
+            secret_type="symmetric",  # noqa: S106 - a Barbican type name
+            payload=pulumi.Output.secret(material),
+            payload_content_type="application/octet-stream",
+            payload_content_encoding="base64",
+            metadata={"purpose": "workspace", "workspace": args.id,
+                      "environment": args.environment},
+            acl=only_reader,
+            opts=child,
+        )
+        self.container = openstack.objectstorage.Container(
+            f"{base}-extractions",
+            name=container_name(args.prefix, args.id),
+            # Read only by the workspace's service user; writes only by the project's own
+            # tokens (the transfer intake). No referrer (.r:) ACL: never public.
+            container_read=f"*:{args.reader}",
+            container_write="",
+            versioning=True,
+            storage_policy=args.storage_policy,
+            metadata={
+                "environment": args.environment,
+                "data-classification": args.data_classification,
+                "workspace": args.id,
+                "approval-ref": args.approval_ref,
+                "expires": args.expires.isoformat(),
+                "extractions": ",".join(args.extractions),
+                "key-ref": self.key.secret_ref,
+            },
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "namespace": namespace_name(args.id),
+                "container": self.container.name,
+                "keyRef": self.key.secret_ref,
+                "expires": args.expires.isoformat(),
+            }
+        )
