@@ -17,6 +17,8 @@ FIP_ASSOCIATE = "openstack:networking/floatingIpAssociate:FloatingIpAssociate"
 COMPUTE_FIP_ASSOCIATE = "openstack:compute/floatingIpAssociate:FloatingIpAssociate"
 ROUTER_INTERFACE = "openstack:networking/routerInterface:RouterInterface"
 SUBNET = "openstack:networking/subnet:Subnet"
+CLUSTER_TEMPLATE = "openstack:containerinfra/clusterTemplate:ClusterTemplate"
+CLUSTER = "openstack:containerinfra/cluster:Cluster"
 
 WORLD_OPEN = Control(
     name="no-world-open-ingress",
@@ -66,17 +68,21 @@ SSH = Control(
 
 FLOATING = Control(
     name="floating-ip-edge-bastion-only",
-    description="Floating (public) IPs may only sit on the edge load balancer or the bastion",
+    description=(
+        "Floating (public) IPs may only sit on the edge load balancer or the bastion (never on "
+        "Kubernetes masters, nodes or API load balancer)"
+    ),
     severity=Severity.CRITICAL,
     snc=("13.2.a", "9.6.d"),
     bp028=("R80",),
     remediation=(
         "Remove the floating IP; reach the server through the edge load balancer (services) or "
-        "through the bastion (administration)."
+        "through the bastion (administration). Magnum: floating_ip_enabled=False on the template "
+        "(Magnum's default is True) and label master_lb_floating_ip_enabled=false."
     ),
     config={"publicTiers": string_list("tiers whose ports may carry a floating IP",
                                        ["edge", "admin"])},
-    applies_to=(FLOATING_IP, FIP_ASSOCIATE, COMPUTE_FIP_ASSOCIATE),
+    applies_to=(FLOATING_IP, FIP_ASSOCIATE, COMPUTE_FIP_ASSOCIATE, CLUSTER_TEMPLATE, CLUSTER),
 )
 
 DATA_ROUTE = Control(
@@ -224,6 +230,15 @@ def check_floating(args: StackValidationArgs, config: Config, report: Report) ->
         elif str(get(fip.props, "address")) not in associated:
             report("floating IP allocated but attached to neither the edge load balancer nor "
                    "the bastion", fip.urn)
+    for cluster in graph.of_type(CLUSTER_TEMPLATE, CLUSTER):
+        enabled = get(cluster.props, "floatingIpEnabled")
+        # Magnum gives every master and node a floating IP unless the template says otherwise.
+        if enabled is True or (enabled is None and cluster.resource_type == CLUSTER_TEMPLATE):
+            report("Magnum gives every master and node a floating IP (floating_ip_enabled "
+                   f"{'unset' if enabled is None else 'true'})", cluster.urn)
+        if str(get(cluster.props, "labels", "master_lb_floating_ip_enabled")).lower() == "true":
+            report("the Kubernetes API load balancer gets a floating IP "
+                   "(master_lb_floating_ip_enabled=true)", cluster.urn)
 
 
 def check_data_route(args: StackValidationArgs, config: Config, report: Report) -> None:

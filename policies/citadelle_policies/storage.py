@@ -51,13 +51,16 @@ PRIVATE = Control(
     severity=Severity.CRITICAL,
     snc=("9.7.a", "13.2.a", "19.2.b"),
     remediation=(
-        "Leave container_read and container_write empty (owning project only) or name project "
-        "accounts explicitly; never '.r:*', '.r:<referrer>', '.rlistings' or '*'."
+        "Leave container_read and container_write empty (owning project only) or name the "
+        "reading identity (`*:<user id>`); never '.r:*', '.r:<referrer>', '.rlistings', '*' "
+        "or '*:*'."
     ),
     applies_to=(CONTAINER,),
 )
 
-_PUBLIC_MARKERS = (".r:", ".rlistings", "*:")
+# Referrer ACLs (anonymous HTTP access) and wildcards over every account of the cloud. A named
+# identity (``*:<user id>``, ``<project id>:<user id>``) is not public.
+_PUBLIC_ENTRIES = ("*", "*:*", ".rlistings")
 
 
 def _matches(name: str, allowed: list[str]) -> bool:
@@ -100,7 +103,7 @@ def check_private(args: ResourceValidationArgs, config: Config, report: Report) 
     for key in ("containerRead", "containerWrite"):
         acl = str(get(args.props, key) or "")
         entries = [e.strip() for e in acl.split(",") if e.strip()]
-        public = [e for e in entries if e == "*" or e.startswith(_PUBLIC_MARKERS)]
+        public = [e for e in entries if e in _PUBLIC_ENTRIES or e.startswith(".r:")]
         if public:
             report(f"{key} {acl!r} makes the container public ({', '.join(public)})")
 

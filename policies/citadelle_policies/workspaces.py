@@ -27,7 +27,7 @@ KEYS = {
                        "description": "namespace label naming the workspace"},
     "expiresKey": {"type": "string", "default": "citadelle.io/expires",
                    "description": "namespace annotation (or label) with the expiry date"},
-    "approvalKey": {"type": "string", "default": "citadelle.io/approval",
+    "approvalKey": {"type": "string", "default": "citadelle.io/approval-ref",
                     "description": "namespace annotation (or label) with the approval reference"},
 }
 

@@ -1,0 +1,500 @@
+"""`citadelle gate ENV`: the policy pack over an environment's program, before any cloud sees it.
+
+The program runs offline under the recording monitor (``citadelle.offline``); the pack runs out of
+process exactly as the Pulumi CLI runs it (``citadelle.analyzer``); every registration goes
+through ``Remediate`` and ``Analyze`` with the shapes the engine sends (inputs, secrets kept as
+secrets, the resource's provider, or the default provider the engine would have used), then the
+final state of every resource through ``AnalyzeStack``. Exit 1 on any mandatory violation, 0
+otherwise; a broken program, pack or config is exit 2, never a pass.
+
+The pack's allow-lists come from the environment's stack config, the one source of truth:
+``policy_config_for(env)`` builds them and ``citadelle policy-config ENV --out FILE`` writes them
+for ``pulumi preview --policy-pack policies/ --policy-pack-config FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from citadelle import paths
+from citadelle.analyzer import AnalyzerResource, Diagnostic, PolicyAnalyzer, PolicyInfo
+from citadelle.errors import CitadelleError
+from citadelle.findings import Check, Finding, Rule
+from citadelle.junit import to_junit, write_junit
+from citadelle.offline import RecordedResource, Recording
+from citadelle.plan import plan_stack
+from citadelle.sarif import to_sarif, write_sarif
+from citadelle.stackconfig import StackConfig, load_stack_config
+from infra.components.baseline import INGRESS_NAMESPACE
+from infra.config import ConfigError, Settings, parse_settings
+
+TOOL = "citadelle-gate"
+INFORMATION_URI = "https://github.com/citadelle/citadelle/blob/main/docs/policy-gate.md"
+STACK_TYPE = "pulumi:pulumi:Stack"
+# Policies that read the allow-list of system namespaces (citadelle:kubernetes.systemNamespaces).
+K8S_POLICIES_WITH_SYSTEM_NAMESPACES = (
+    "namespace-pod-security-restricted",
+    "namespace-default-deny",
+    "no-privileged-containers",
+    "no-host-access",
+    "no-root-containers",
+    "image-allowed-registry",
+    "image-pinned-digest",
+)
+
+
+# --------------------------------------------------------------------------- policy config
+
+
+def _decode(value: str) -> Any:
+    stripped = value.strip()
+    if stripped[:1] in ("{", "[") or stripped in ("true", "false"):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def settings_for(config: StackConfig) -> Settings:
+    """The environment's validated settings (one clear line on bad config)."""
+    raw = {
+        key.partition(":")[2]: _decode(value)
+        for key, value in config.values.items()
+        if key.startswith("citadelle:")
+    }
+    try:
+        return parse_settings(config.stack, raw)
+    except ConfigError as err:
+        raise CitadelleError(str(err)) from None
+
+
+def policy_config_from_settings(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The pack's config for one environment, from its typed stack config."""
+    sovereignty = settings.sovereignty
+    env = settings.environment
+    system = [ns.name for ns in settings.kubernetes.system_namespaces]
+    config: dict[str, dict[str, Any]] = {
+        "eu-region-allow-list": {"allowedRegions": sorted(sovereignty.allowed_regions())},
+        "eu-endpoint-allow-list": {
+            "allowedAuthHosts": sorted(
+                {e.host for e in sovereignty.for_environment(env, "openstack-auth")}),
+            "allowedDomains": sorted({d for p in sovereignty.providers for d in p.domains}),
+        },
+        "ssh-from-bastion-only": {"adminCidrs": list(settings.network.admin_cidrs)},
+        "volume-encrypted-type": {
+            "encryptedVolumeTypes": [settings.storage.volume_type],
+            "minKeySize": settings.storage.encryption_key_size,
+        },
+        "image-allowed-registry": {"allowedRegistries": [settings.kubernetes.registry]},
+        "service-exposure-edge-only": {"edgeNamespaces": [INGRESS_NAMESPACE]},
+    }
+    for name in K8S_POLICIES_WITH_SYSTEM_NAMESPACES:
+        config.setdefault(name, {})["systemNamespaces"] = system
+    return config
+
+
+def policy_config_for(env: str, project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
+    """The policy-pack config of one of the project's environments."""
+    return policy_config_from_settings(settings_for(load_stack_config(project_file, env)))
+
+
+def load_policy_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CitadelleError(f"{path}: policy config file not found") from None
+    except yaml.YAMLError as err:
+        raise CitadelleError(f"{path}: malformed policy config: {err}") from None
+    if not isinstance(data, dict):
+        raise CitadelleError(f"{path}: a policy config maps policy names to their settings")
+    return data
+
+
+# --------------------------------------------------------------------------- engine shapes
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    urn, _, resource_id = ref.rpartition("::")
+    return urn, resource_id
+
+
+def _stack_urn(recording: Recording) -> str:
+    known = {r.urn for r in recording.resources}
+    for resource in recording.resources:
+        if resource.parent and resource.parent not in known:
+            return resource.parent
+    return f"urn:pulumi:{recording.stack}::{recording.project}::{STACK_TYPE}::" \
+           f"{recording.project}-{recording.stack}"
+
+
+def engine_resources(
+    recording: Recording,
+) -> tuple[list[AnalyzerResource], list[AnalyzerResource]]:
+    """What the engine sends for each registration (Analyze: inputs) and at the end
+    (AnalyzeStack: final state, i.e. inputs plus the provider's outputs and the id)."""
+    by_urn = recording.by_urn()
+    stack_urn = _stack_urn(recording)
+    stack_name = stack_urn.rpartition("::")[2]
+
+    def provider_of(resource: RecordedResource) -> AnalyzerResource | None:
+        if not resource.custom or resource.type.startswith("pulumi:providers:"):
+            return None
+        if resource.provider:
+            urn, _ = _split_ref(resource.provider)
+            declared = by_urn.get(urn)
+            if declared is not None:
+                return AnalyzerResource(urn=urn, type=declared.type, name=declared.name,
+                                        properties=declared.inputs)
+        # No explicit provider: the engine would use (or refuse) the package's default one.
+        package = resource.type.split(":", 1)[0]
+        urn = (f"urn:pulumi:{recording.stack}::{recording.project}"
+               f"::pulumi:providers:{package}::default")
+        return AnalyzerResource(urn=urn, type=f"pulumi:providers:{package}", name="default",
+                                properties={})
+
+    root_inputs = AnalyzerResource(urn=stack_urn, type=STACK_TYPE, name=stack_name,
+                                   properties={})
+    root_state = AnalyzerResource(urn=stack_urn, type=STACK_TYPE, name=stack_name,
+                                  properties=recording.stack_outputs)
+    analyze = [root_inputs]
+    final = [root_state]
+    for resource in recording.resources:
+        provider = provider_of(resource)
+        parent = resource.parent or ""
+        analyze.append(AnalyzerResource(
+            urn=resource.urn, type=resource.type, name=resource.name,
+            properties=resource.inputs, parent=parent, provider=provider,
+        ))
+        state = {**resource.inputs, **resource.outputs}
+        if resource.custom and resource.id:
+            state["id"] = resource.id
+        final.append(AnalyzerResource(
+            urn=resource.urn, type=resource.type, name=resource.name, properties=state,
+            parent=parent, dependencies=tuple(resource.dependencies), provider=provider,
+        ))
+    return analyze, final
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+@dataclass
+class GateResult:
+    environment: str
+    program: Path
+    pack: str
+    rules: list[Rule]
+    findings: list[Finding]
+    checks: list[Check]
+    resources: int
+    duration_s: float
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[Finding]:
+        return [f for f in self.findings if f.blocking]
+
+    @property
+    def advisories(self) -> list[Finding]:
+        return [f for f in self.findings if not f.blocking]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.violations else 0
+
+    def policies_violated(self) -> list[str]:
+        return sorted({f.rule_id for f in self.violations})
+
+
+def rule_for(policy: PolicyInfo, enforcement: str) -> Rule:
+    return Rule(
+        id=policy.name,
+        description=policy.description,
+        severity=policy.severity or "medium",
+        blocking=enforcement in ("mandatory", "remediate"),
+        remediation=policy.remediation,
+        snc=policy.snc,
+        bp028=policy.bp028,
+        help_uri=f"{INFORMATION_URI}#{policy.name}",
+    )
+
+
+def _message(diagnostic: Diagnostic, policy: PolicyInfo) -> str:
+    text = diagnostic.message
+    if text.startswith(policy.description):
+        text = text[len(policy.description):].lstrip("\n") or policy.description
+    if diagnostic.remediated:
+        text = ("inputs violate the policy; the Pulumi engine would rewrite them (remediation), "
+                "the source must be fixed")
+    return text
+
+
+def run_gate(
+    recording: Recording,
+    analyzer: PolicyAnalyzer,
+    policy_config: Mapping[str, Any],
+    stack_config: Mapping[str, str] | None = None,
+    program: Path | None = None,
+) -> GateResult:
+    """Analyse one recorded program with a started pack."""
+    start = time.perf_counter()
+    effective = analyzer.effective_config(policy_config)
+    analyzer.configure_stack(recording.project, recording.stack, stack_config or {})
+    analyzer.configure(effective)
+    levels = {name: str(entry["enforcementLevel"]) for name, entry in effective.items()}
+    policies = {p.name: p for p in analyzer.info if levels[p.name] != "disabled"}
+    rules = [rule_for(p, levels[p.name]) for p in policies.values()]
+    blocking = {r.id: r.blocking for r in rules}
+    remediating = any(levels[name] == "remediate" for name in policies)
+
+    analyze, final = engine_resources(recording)
+    by_urn = {r.urn: r for r in analyze}
+    checks: dict[tuple[str, str], Check] = {}
+    diagnostics: list[Diagnostic] = []
+
+    def check_for(policy: str, urn: str) -> Check:
+        resource = by_urn.get(urn)
+        key = (policy, urn)
+        if key not in checks:
+            checks[key] = Check(
+                rule_id=policy,
+                subject=resource.name if resource else recording.stack,
+                subject_type=resource.type if resource else STACK_TYPE,
+                uri=urn,
+            )
+        return checks[key]
+
+    for resource in analyze:
+        if remediating:
+            diagnostics += analyzer.remediate(resource)
+        result = analyzer.analyze(resource)
+        diagnostics += result.diagnostics
+        for policy in policies.values():
+            if policy.kind == "resource" and policy.name not in result.not_applicable:
+                check_for(policy.name, resource.urn)
+    stack_result = analyzer.analyze_stack(final)
+    diagnostics += stack_result.diagnostics
+    for policy in policies.values():
+        if policy.kind != "stack" or policy.name in stack_result.not_applicable:
+            continue
+        subjects = [r for r in analyze if r.type in policy.checks] if policy.checks else []
+        for resource in subjects:
+            check_for(policy.name, resource.urn)
+        if not subjects:
+            check_for(policy.name, by_urn[final[0].urn].urn)
+
+    findings = []
+    for diagnostic in diagnostics:
+        known = policies.get(diagnostic.policy)
+        if known is None:
+            continue
+        policy = known
+        urn = diagnostic.urn or final[0].urn
+        check = check_for(policy.name, urn)
+        finding = Finding(
+            rule_id=policy.name,
+            message=_message(diagnostic, policy),
+            subject=check.subject,
+            subject_type=check.subject_type,
+            uri=urn,
+            blocking=blocking[policy.name] and diagnostic.enforcement != "advisory",
+        )
+        check.findings.append(finding)
+        findings.append(finding)
+    return GateResult(
+        environment=recording.stack,
+        program=program or paths.PROGRAM_DIR,
+        pack=f"{analyzer.pack_name} {pack_version(analyzer.pack_dir)}",
+        rules=rules,
+        findings=findings,
+        checks=sorted(checks.values(), key=lambda c: (c.rule_id, c.subject)),
+        resources=len(recording.resources),
+        duration_s=time.perf_counter() - start,
+        messages=list(analyzer.engine.messages),
+    )
+
+
+def pack_version(pack_dir: Path) -> str:
+    """The version the CLI reports: PulumiPolicy.yaml's, not the SDK's placeholder."""
+    data = yaml.safe_load((pack_dir / "PulumiPolicy.yaml").read_text(encoding="utf-8")) or {}
+    return str(data.get("version", "0.0.1"))
+
+
+def write_reports(result: GateResult, sarif: Path | None, junit: Path | None) -> None:
+    name, _, version = result.pack.partition(" ")
+    if sarif is not None:
+        write_sarif(sarif, to_sarif(f"{TOOL} ({name})", version or "0.0.1", result.rules,
+                                    result.findings, INFORMATION_URI))
+    if junit is not None:
+        tree = to_junit(f"{TOOL} {result.environment}", result.rules, result.checks,
+                        result.duration_s)
+        write_junit(junit, tree)
+
+
+def gate_environment(
+    env: str,
+    *,
+    sarif: Path | None = None,
+    junit: Path | None = None,
+    program: Path | None = None,
+    stack_config: Path | None = None,
+    policy_config: Path | Mapping[str, Any] | None = None,
+    analyzer: PolicyAnalyzer | None = None,
+    pack_dir: Path = paths.POLICY_DIR,
+) -> GateResult:
+    """Gate one environment (or another Pulumi Python program with ``program``).
+
+    Used by ``citadelle deploy`` as its first step: ``result.exit_code`` is 0 (pass) or 1
+    (mandatory violations); bad input or a broken program/pack raises CitadelleError (exit 2).
+    """
+    project_file = (program / "Pulumi.yaml") if program is not None else paths.PROJECT_FILE
+    if not project_file.is_file():
+        raise CitadelleError(f"{project_file.parent}: no Pulumi.yaml, not a Pulumi project")
+    config = load_stack_config(project_file, env, stack_config)
+    if isinstance(policy_config, Path):
+        pack_config: Mapping[str, Any] = load_policy_config(policy_config)
+    elif policy_config is not None:
+        pack_config = policy_config
+    else:
+        pack_config = policy_config_for(env)
+    recording = plan_stack(config)
+    if analyzer is not None:
+        result = run_gate(recording, analyzer, pack_config, config.values, config.program_dir)
+    else:
+        with PolicyAnalyzer(pack_dir, project=config.project, stack=env) as started:
+            result = run_gate(recording, started, pack_config, config.values, config.program_dir)
+    write_reports(result, sarif, junit)
+    return result
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render(result: GateResult) -> str:
+    rules = {r.id: r for r in result.rules}
+    by_rule: dict[str, list[Finding]] = defaultdict(list)
+    for finding in result.findings:
+        by_rule[finding.rule_id].append(finding)
+    lines = [
+        f"citadelle gate {result.environment}: {result.resources} resources, "
+        f"{len(result.rules)} policies ({result.pack}, out of process), "
+        f"{len(result.checks)} checks in {result.duration_s:.2f} s"
+    ]
+    order = sorted(by_rule, key=lambda r: (not rules[r].blocking, r))
+    for rule_id in order:
+        rule = rules[rule_id]
+        mark = "FAIL" if rule.blocking else "WARN"
+        level = "mandatory" if rule.blocking else "advisory"
+        lines.append(f"{mark} {rule.id} [{level}, {rule.severity}] "
+                     f"{', '.join(rule.requirements)}")
+        for finding in by_rule[rule_id]:
+            lines.append(f"  - {finding.subject} ({finding.subject_type}): "
+                         f"{finding.message}")
+        lines.append(f"    remediation: {rule.remediation}")
+    violated = result.policies_violated()
+    if violated:
+        lines.append(f"Result: FAIL, {len(result.violations)} mandatory violation(s) of "
+                     f"{len(violated)} polic{'y' if len(violated) == 1 else 'ies'}, "
+                     f"{len(result.advisories)} advisory")
+    else:
+        lines.append(f"Result: PASS, 0 mandatory violations, {len(result.advisories)} advisory")
+    return "\n".join(lines)
+
+
+def _write_config(config: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def run_pulumi_preview(args: argparse.Namespace) -> int:
+    """The same gate through the real CLI: `pulumi preview --policy-pack policies/`."""
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise CitadelleError(
+            "--engine pulumi needs the Pulumi CLI on PATH (https://www.pulumi.com/docs/install/); "
+            "without it, run the offline gate: citadelle gate " + args.env
+        )
+    program = Path(args.program) if args.program else paths.REPO_ROOT
+    config = (load_policy_config(Path(args.policy_config)) if args.policy_config
+              else policy_config_for(args.env))
+    with tempfile.TemporaryDirectory(prefix="citadelle-gate-") as tmp:
+        config_file = Path(tmp) / "policy-config.json"
+        _write_config(config, config_file)
+        command = [pulumi, "preview", "--non-interactive", "-s", args.env,
+                   "--policy-pack", str(paths.POLICY_DIR),
+                   "--policy-pack-config", str(config_file)]
+        env = dict(os.environ, PULUMI_SKIP_UPDATE_CHECK="true")
+        print("running: " + " ".join(command))
+        completed = subprocess.run(command, cwd=program, env=env, check=False)
+    return 0 if completed.returncode == 0 else 1
+
+
+def _handle_gate(args: argparse.Namespace) -> int:
+    if args.engine == "pulumi":
+        return run_pulumi_preview(args)
+    result = gate_environment(
+        args.env,
+        sarif=Path(args.sarif) if args.sarif else None,
+        junit=Path(args.junit) if args.junit else None,
+        program=Path(args.program) if args.program else None,
+        stack_config=Path(args.stack_config) if args.stack_config else None,
+        policy_config=Path(args.policy_config) if args.policy_config else None,
+    )
+    print(render(result))
+    for label, target in (("SARIF", args.sarif), ("JUnit", args.junit)):
+        if target:
+            print(f"{label} written to {target}")
+    return result.exit_code
+
+
+def _handle_policy_config(args: argparse.Namespace) -> int:
+    config = policy_config_for(args.env)
+    if args.out:
+        _write_config(config, Path(args.out))
+        print(f"policy-pack config for {args.env} written to {args.out}; use it with "
+              f"`pulumi preview -s {args.env} --policy-pack policies/ "
+              f"--policy-pack-config {args.out}`")
+    else:
+        print(json.dumps(config, indent=2, sort_keys=True))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    gate = subparsers.add_parser(
+        "gate",
+        help="run the SecNumCloud policy pack over an environment offline (exit 1 on violation)",
+    )
+    gate.add_argument("env", help="environment (stack): dev, mirror or prod")
+    gate.add_argument("--program", metavar="DIR",
+                      help="another Pulumi Python project to gate (its Pulumi.yaml)")
+    gate.add_argument("--stack-config", metavar="FILE",
+                      help="stack config file for the program (default: its Pulumi.<env>.yaml)")
+    gate.add_argument("--policy-config", metavar="FILE",
+                      help="policy-pack config (JSON/YAML; default: built from the env's config)")
+    gate.add_argument("--sarif", metavar="FILE", help="write SARIF 2.1.0 results")
+    gate.add_argument("--junit", metavar="FILE", help="write JUnit XML (policy x resource)")
+    gate.add_argument("--engine", choices=("offline", "pulumi"), default="offline",
+                      help="offline (default) or the real CLI's `pulumi preview --policy-pack`")
+    gate.set_defaults(func=_handle_gate)
+
+    config = subparsers.add_parser(
+        "policy-config",
+        help="write the policy-pack config of an environment (for pulumi --policy-pack-config)",
+    )
+    config.add_argument("env", help="environment (stack): dev, mirror or prod")
+    config.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    config.set_defaults(func=_handle_policy_config)
