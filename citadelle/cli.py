@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.secretscan",
     "citadelle.lab.commands",
     "citadelle.cloudlab.command",
+    "citadelle.audit.command",
 )
 
 Handler = Callable[[argparse.Namespace], int]

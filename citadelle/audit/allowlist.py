@@ -1,0 +1,77 @@
+"""What the audited cloud must match: the EU allow-list and the environment's needs."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from citadelle.errors import CitadelleError
+from citadelle.paths import PROJECT_FILE
+from citadelle.stackconfig import load_stack_config
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Endpoint hosts (exact, or under a domain, or inside a network) and region names."""
+
+    domains: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    availability_zones: tuple[str, ...] = ()
+
+    def allows_host(self, host: str) -> bool:
+        host = host.lower().strip("[]")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return any(host == d or host.endswith("." + d) for d in self.domains)
+        return any(address in ipaddress.ip_network(n) for n in self.networks)
+
+    def allows_region(self, region: str) -> bool:
+        return region in self.regions
+
+    def with_loopback(self) -> AllowList:
+        """The lab's own cloud answers on 127.0.0.1 only."""
+        return AllowList(
+            domains=self.domains,
+            networks=(*self.networks, "127.0.0.0/8"),
+            regions=self.regions,
+            availability_zones=self.availability_zones,
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one environment expects of its cloud."""
+
+    allow: AllowList
+    region: str | None = None
+    image: str | None = None
+
+
+def from_environment(env: str) -> Target:
+    """``env``'s allow-list (providers' domains, networks, regions), region, zones and image."""
+    # Imported here: infra.config pulls in the Pulumi SDK, which only the audit needs.
+    from infra.config import ConfigError, parse_settings  # noqa: PLC0415
+
+    config = load_stack_config(PROJECT_FILE, env)
+    raw: dict[str, object] = {}
+    for full_key, value in config.values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != config.project:
+            continue
+        stripped = value.strip()
+        raw[key] = json.loads(stripped) if stripped[:1] in ("{", "[") else value
+    try:
+        settings = parse_settings(env, raw)
+    except ConfigError as err:
+        raise CitadelleError(f"environment {env}: {err}") from None
+    providers = settings.sovereignty.providers
+    allow = AllowList(
+        domains=tuple(d for p in providers for d in p.domains),
+        networks=tuple(n for p in providers for n in p.networks),
+        regions=tuple(sorted(settings.sovereignty.allowed_regions())),
+        availability_zones=tuple(settings.openstack.availability_zones),
+    )
+    return Target(allow=allow, region=settings.openstack.region, image=settings.compute.image)

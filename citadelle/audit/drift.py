@@ -1,0 +1,457 @@
+"""Drift: what is live in the environment's project against what the offline plan declares.
+
+Read-only. Resources are matched by name (every declared resource carries a
+``citadelle-<env>-...`` name), security group rules by shape, floating IPs by description.
+Ports that Neutron or Nova own (router interfaces, gateways, DHCP, instances) are the
+consequence of declared resources and are not compared one by one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openstack import exceptions as os_exc
+
+from citadelle.audit.conformance import luks_spec_ok
+from citadelle.audit.model import Check, Result, Severity, Status
+from citadelle.offline import RecordedResource, Recording
+
+UNDECLARED = Check(
+    "drift-undeclared",
+    "A live resource the code does not declare",
+    ("12.2", "8.1"),
+    Severity.MEDIUM,
+    "Declare it in the program (and review why it was added by hand) or delete it.",
+)
+MISSING = Check(
+    "drift-missing",
+    "A declared resource missing from the cloud",
+    ("12.2", "8.1"),
+    Severity.MEDIUM,
+    "Run the deployment again (pulumi up) and find out who removed it.",
+)
+WORLD_OPEN_RULE = Check(
+    "drift-world-open-rule",
+    "An undeclared ingress rule open to the whole Internet",
+    ("13.2",),
+    Severity.HIGH,
+    "Delete the rule; flows are declared tier to tier in the program.",
+)
+FLOATING_IP = Check(
+    "drift-floating-ip",
+    "A floating IP outside the edge load balancer and the bastion",
+    ("13.2",),
+    Severity.HIGH,
+    "Release the floating IP; only the edge load balancer and the bastion are public.",
+)
+DATA_EGRESS = Check(
+    "drift-data-egress",
+    "The data tier is attached to a router with an external gateway",
+    ("13.2", "12.14"),
+    Severity.HIGH,
+    "Detach the data subnet from the router: the data tier has no route to external networks.",
+)
+UNENCRYPTED_VOLUME = Check(
+    "drift-unencrypted-volume",
+    "A volume whose type is not LUKS-encrypted",
+    ("10.1",),
+    Severity.HIGH,
+    "Migrate the data to a volume of the environment's encrypted type and delete this one.",
+)
+VOLUME_TYPE_ENCRYPTION = Check(
+    "drift-volume-type-encryption",
+    "The environment's volume type lacks its LUKS encryption spec",
+    ("10.1",),
+    Severity.HIGH,
+    "Run the one-time encryption spec command of docs (volume type encryption create).",
+)
+SECRET_ACL = Check(
+    "drift-secret-acl",
+    "A secret readable beyond its declared readers",
+    ("10.5", "9.7"),
+    Severity.HIGH,
+    "Set the secret's read ACL to project-access false with only the declared service users.",
+)
+CHECKS = (
+    UNDECLARED,
+    MISSING,
+    WORLD_OPEN_RULE,
+    FLOATING_IP,
+    DATA_EGRESS,
+    UNENCRYPTED_VOLUME,
+    VOLUME_TYPE_ENCRYPTION,
+    SECRET_ACL,
+)
+PUBLIC_TIERS = frozenset({"edge", "admin"})
+ANY = "*"
+
+
+@dataclass(frozen=True, order=True)
+class RuleShape:
+    group: str
+    direction: str
+    ethertype: str
+    protocol: str
+    port_min: int | None
+    port_max: int | None
+    remote_prefix: str
+    remote_group: str
+
+    def __str__(self) -> str:
+        ports = "" if self.port_min is None else f" {self.port_min}-{self.port_max}"
+        remote = self.remote_group or self.remote_prefix
+        return (
+            f"{self.group}: {self.direction} {self.ethertype} {self.protocol}{ports} "
+            f"{'from' if self.direction == 'ingress' else 'to'} {remote}"
+        )
+
+    @property
+    def world_open(self) -> bool:
+        return self.direction == "ingress" and not self.remote_group and self.remote_prefix == ANY
+
+
+def _prefix(value: str | None) -> str:
+    if not value:
+        return ANY
+    network = ipaddress.ip_network(value, strict=False)
+    return ANY if network.prefixlen == 0 else str(network)
+
+
+def _port(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass
+class Declared:
+    networks: dict[str, str] = field(default_factory=dict)  # name -> tier
+    subnets: dict[str, str] = field(default_factory=dict)  # name -> cidr
+    routers: dict[str, bool] = field(default_factory=dict)  # name -> external gateway
+    groups: set[str] = field(default_factory=set)
+    rules: set[RuleShape] = field(default_factory=set)
+    ports: set[str] = field(default_factory=set)
+    floating_ips: set[str] = field(default_factory=set)  # descriptions
+    volumes: dict[str, str] = field(default_factory=dict)  # name -> volume type
+    volume_types: set[str] = field(default_factory=set)
+    secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> readers
+
+
+def _kind(resource: RecordedResource) -> str:
+    return resource.type.rsplit(":", 1)[-1]
+
+
+def _tier(resource: RecordedResource) -> str:
+    for tag in resource.inputs.get("tags") or []:
+        if isinstance(tag, str) and tag.startswith("tier="):
+            return tag.removeprefix("tier=")
+    return ""
+
+
+def declared_from_plan(recording: Recording) -> Declared:
+    declared = Declared()
+    by_id = {r.id: r for r in recording.resources if r.id}
+
+    def name_of(resource_id: Any) -> str:
+        target = by_id.get(str(resource_id)) if resource_id else None
+        return str(target.inputs.get("name", "")) if target else ""
+
+    for resource in recording.resources:
+        inputs = resource.inputs
+        kind = _kind(resource)
+        name = str(inputs.get("name", ""))
+        if kind == "Network":
+            declared.networks[name] = _tier(resource)
+        elif kind == "Subnet":
+            declared.subnets[name] = str(ipaddress.ip_network(inputs["cidr"]))
+        elif kind == "Router":
+            declared.routers[name] = bool(inputs.get("externalNetworkId"))
+        elif kind == "SecGroup":
+            declared.groups.add(name)
+        elif kind == "SecGroupRule":
+            declared.rules.add(
+                RuleShape(
+                    group=name_of(inputs.get("securityGroupId")),
+                    direction=str(inputs["direction"]),
+                    ethertype=str(inputs.get("ethertype", "IPv4")),
+                    protocol=str(inputs.get("protocol") or "any"),
+                    port_min=_port(inputs.get("portRangeMin")),
+                    port_max=_port(inputs.get("portRangeMax")),
+                    remote_prefix=""
+                    if inputs.get("remoteGroupId")
+                    else _prefix(inputs.get("remoteIpPrefix")),
+                    remote_group=name_of(inputs.get("remoteGroupId")),
+                )
+            )
+        elif kind == "Port":
+            declared.ports.add(name)
+        elif kind == "FloatingIp":
+            declared.floating_ips.add(str(inputs.get("description", "")))
+        elif kind == "Volume":
+            declared.volumes[name] = str(inputs.get("volumeType", ""))
+        elif kind == "VolumeTypeV3":
+            declared.volume_types.add(name)
+        elif kind == "SecretV1":
+            read = (inputs.get("acl") or {}).get("read") or {}
+            declared.secrets[name] = tuple(sorted(read.get("users") or ()))
+    return declared
+
+
+@dataclass
+class Live:
+    """The project's resources as the APIs return them."""
+
+    networks: list[Any]
+    subnets: list[Any]
+    routers: list[Any]
+    groups: list[Any]
+    rules: list[Any]
+    ports: list[Any]
+    floating_ips: list[Any]
+    volumes: list[Any]
+    volume_types: list[Any]
+    secrets: list[Any]
+
+
+def read_live(conn: Any) -> Live:
+    project = conn.current_project_id
+    network = conn.network
+    return Live(
+        networks=[n for n in network.networks(project_id=project)],
+        subnets=list(network.subnets(project_id=project)),
+        routers=list(network.routers(project_id=project)),
+        groups=list(network.security_groups(project_id=project)),
+        rules=list(network.security_group_rules(project_id=project)),
+        ports=list(network.ports(project_id=project)),
+        floating_ips=list(network.ips(project_id=project)),
+        volumes=list(conn.block_storage.volumes(details=True)),
+        volume_types=list(conn.block_storage.types()),
+        secrets=list(conn.key_manager.secrets()),
+    )
+
+
+def _fail(check: Check, kind: str, name: str, message: str) -> Result:
+    return Result(check, Status.FAIL, f"{kind} {name}: {message}", resource=f"{kind}/{name}")
+
+
+def _missing(kind: str, names: Iterable[str], live: Iterable[str]) -> list[Result]:
+    present = set(live)
+    return [
+        _fail(MISSING, kind, name, "declared, not found") for name in sorted(set(names) - present)
+    ]
+
+
+def _undeclared(kind: str, live: Iterable[str], names: Iterable[str]) -> list[Result]:
+    known = set(names)
+    return [
+        _fail(UNDECLARED, kind, name, "live, not declared") for name in sorted(set(live) - known)
+    ]
+
+
+def _compare_networks(declared: Declared, live: Live) -> list[Result]:
+    results = _missing("network", declared.networks, (n.name for n in live.networks))
+    results += _undeclared("network", (n.name for n in live.networks), declared.networks)
+    live_subnets = {s.name: str(ipaddress.ip_network(s.cidr)) for s in live.subnets}
+    results += _missing("subnet", declared.subnets, live_subnets)
+    results += _undeclared("subnet", live_subnets, declared.subnets)
+    results += [
+        _fail(UNDECLARED, "subnet", name, f"CIDR {live_subnets[name]}, declared {cidr}")
+        for name, cidr in sorted(declared.subnets.items())
+        if name in live_subnets and live_subnets[name] != cidr
+    ]
+    results += _missing("router", declared.routers, (r.name for r in live.routers))
+    results += _undeclared("router", (r.name for r in live.routers), declared.routers)
+    return results
+
+
+def _compare_data_egress(declared: Declared, live: Live) -> list[Result]:
+    tier_of = {n.id: declared.networks.get(n.name, "") for n in live.networks}
+    results = []
+    for router in live.routers:
+        if not router.external_gateway_info:
+            continue
+        attached = {
+            p.network_id
+            for p in live.ports
+            if p.device_id == router.id
+            and str(p.device_owner).startswith("network:router_interface")
+        }
+        results += [
+            _fail(DATA_EGRESS, "router", router.name or router.id,
+                  f"external gateway and an interface on data network {net_id}")
+            for net_id in sorted(attached)
+            if tier_of.get(net_id) == "data"
+        ]  # fmt: skip
+    return results
+
+
+def _live_rule_shape(rule: Any, group_names: dict[str, str]) -> RuleShape:
+    return RuleShape(
+        group=group_names.get(rule.security_group_id, rule.security_group_id),
+        direction=rule.direction,
+        ethertype=rule.ether_type,
+        protocol=rule.protocol or "any",
+        port_min=_port(rule.port_range_min),
+        port_max=_port(rule.port_range_max),
+        remote_prefix="" if rule.remote_group_id else _prefix(rule.remote_ip_prefix),
+        remote_group=group_names.get(rule.remote_group_id, rule.remote_group_id or ""),
+    )
+
+
+def _compare_security(declared: Declared, live: Live) -> list[Result]:
+    # Neutron creates "default" in every project; conformance checks its rules, drift only
+    # looks at what was added to it.
+    groups = [g for g in live.groups if g.name != "default"]
+    results = _missing("security-group", declared.groups, (g.name for g in groups))
+    results += _undeclared("security-group", (g.name for g in groups), declared.groups)
+    group_names = {g.id: g.name for g in live.groups}
+    default_ids = {g.id for g in live.groups if g.name == "default"}
+    shapes = []
+    for rule in live.rules:
+        shape = _live_rule_shape(rule, group_names)
+        if rule.security_group_id in default_ids and (
+            rule.direction == "egress" or rule.remote_group_id in default_ids
+        ):
+            continue  # Neutron's own default rules
+        shapes.append(shape)
+    live_shapes = set(shapes)
+    for shape in sorted(live_shapes - declared.rules):
+        check = WORLD_OPEN_RULE if shape.world_open else UNDECLARED
+        results.append(_fail(check, "security-group-rule", str(shape), "live, not declared"))
+    results += [
+        _fail(MISSING, "security-group-rule", str(shape), "declared, not found")
+        for shape in sorted(declared.rules - live_shapes)
+    ]
+    return results
+
+
+def _compare_ports(declared: Declared, live: Live) -> list[Result]:
+    own = [p for p in live.ports if not p.device_owner]
+    results = _missing("port", declared.ports, (p.name for p in live.ports))
+    results += _undeclared("port", (p.name or p.id for p in own), declared.ports)
+    return results
+
+
+def _compare_floating_ips(declared: Declared, live: Live) -> list[Result]:
+    tier_by_network = {n.id: declared.networks.get(n.name, "") for n in live.networks}
+    port_network = {p.id: p.network_id for p in live.ports}
+    results = []
+    seen = set()
+    for fip in live.floating_ips:
+        label = fip.floating_ip_address or fip.id
+        seen.add(fip.description or "")
+        if fip.port_id:
+            tier = tier_by_network.get(port_network.get(fip.port_id, ""), "")
+            if tier not in PUBLIC_TIERS:
+                results.append(
+                    _fail(FLOATING_IP, "floating-ip", label,
+                          f"on port {fip.port_id} of a {tier or 'undeclared'} network")
+                )  # fmt: skip
+                continue
+        if (fip.description or "") not in declared.floating_ips:
+            results.append(_fail(UNDECLARED, "floating-ip", label, "live, not declared"))
+    results += [
+        _fail(MISSING, "floating-ip", description, "declared, not found")
+        for description in sorted(declared.floating_ips - seen)
+    ]
+    return results
+
+
+def _encrypted_types(conn: Any, types: list[Any]) -> dict[str, bool]:
+    encrypted = {}
+    for volume_type in types:
+        try:
+            spec = conn.block_storage.get_type_encryption(volume_type.id)
+        except os_exc.ForbiddenException:
+            encrypted[volume_type.name] = False
+            continue
+        encrypted[volume_type.name] = luks_spec_ok(spec)
+    return encrypted
+
+
+def _compare_volumes(conn: Any, declared: Declared, live: Live) -> list[Result]:
+    encrypted = _encrypted_types(conn, live.volume_types)
+    results = _missing("volume-type", declared.volume_types, encrypted)
+    results += [
+        _fail(VOLUME_TYPE_ENCRYPTION, "volume-type", name, "no LUKS encryption spec")
+        for name in sorted(declared.volume_types)
+        if name in encrypted and not encrypted[name]
+    ]
+    results += _missing("volume", declared.volumes, (v.name for v in live.volumes))
+    for volume in live.volumes:
+        label = volume.name or volume.id
+        if not encrypted.get(volume.volume_type, False):
+            results.append(
+                _fail(UNENCRYPTED_VOLUME, "volume", label, f"type {volume.volume_type!r}")
+            )
+        elif volume.name not in declared.volumes:
+            results.append(_fail(UNDECLARED, "volume", label, "live, not declared"))
+    return results
+
+
+def _secret_read_acl(conn: Any, secret: Any) -> dict[str, Any]:
+    secret_id = secret.secret_ref.rsplit("/", 1)[-1]
+    response = conn.key_manager.get(f"/secrets/{secret_id}/acl")
+    response.raise_for_status()
+    read: dict[str, Any] = response.json().get("read", {})
+    return read
+
+
+def _user_names(conn: Any, user_ids: Iterable[str]) -> dict[str, str]:
+    names = {}
+    for user_id in user_ids:
+        try:
+            names[user_id] = conn.identity.get_user(user_id).name
+        except os_exc.HttpException:
+            names[user_id] = user_id  # members cannot read users: compare ids
+    return names
+
+
+def _compare_secrets(conn: Any, declared: Declared, live: Live) -> list[Result]:
+    results = _missing("secret", declared.secrets, (s.name for s in live.secrets))
+    for secret in live.secrets:
+        label = secret.name or secret.secret_ref
+        read = _secret_read_acl(conn, secret)
+        if read.get("project-access", True):
+            results.append(
+                _fail(SECRET_ACL, "secret", label, "readable by every member of the project")
+            )
+            continue
+        users = _user_names(conn, read.get("users") or [])
+        allowed = set(declared.secrets.get(secret.name, ()))
+        extra = sorted(name for name in users.values() if name not in allowed)
+        if secret.name in declared.secrets and extra:
+            results.append(_fail(SECRET_ACL, "secret", label, f"also readable by {extra}"))
+        elif secret.name not in declared.secrets:
+            results.append(_fail(UNDECLARED, "secret", label, "live, not declared"))
+    return results
+
+
+def compare(conn: Any, declared: Declared, live: Live) -> list[Result]:
+    results = (
+        _compare_networks(declared, live)
+        + _compare_data_egress(declared, live)
+        + _compare_security(declared, live)
+        + _compare_ports(declared, live)
+        + _compare_floating_ips(declared, live)
+        + _compare_volumes(conn, declared, live)
+        + _compare_secrets(conn, declared, live)
+    )
+    failing = {r.check.id for r in results}
+    counts = (
+        f"{len(live.networks)} networks, {len(live.subnets)} subnets, {len(live.routers)} "
+        f"routers, {len(live.groups)} groups, {len(live.rules)} rules, {len(live.ports)} ports, "
+        f"{len(live.floating_ips)} floating IPs, {len(live.volumes)} volumes, "
+        f"{len(live.secrets)} secrets"
+    )
+    results += [
+        Result(check, Status.PASS, f"compared {counts}")
+        for check in CHECKS
+        if check.id not in failing
+    ]
+    return results
+
+
+def run(conn: Any, recording: Recording) -> list[Result]:
+    return compare(conn, declared_from_plan(recording), read_live(conn))
