@@ -238,8 +238,9 @@ def _message(diagnostic: Diagnostic, policy: PolicyInfo) -> str:
     if text.startswith(policy.description):
         text = text[len(policy.description):].lstrip("\n") or policy.description
     if diagnostic.remediated:
-        text = ("inputs violate the policy; the Pulumi engine would rewrite them (remediation), "
-                "the source must be fixed")
+        summary = policy.description.split(" (")[0]
+        text = (f"violated ({summary.lower()}); the Pulumi engine would rewrite the inputs "
+                "(remediation): fix the source")
     return text
 
 

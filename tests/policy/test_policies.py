@@ -1,0 +1,578 @@
+"""Every policy, one compliant and at least one violating case, through the out-of-process pack.
+
+Each case builds a tiny recorded stack (the shapes citadelle.offline records), runs it through
+the gate's engine emulation (Remediate/Analyze per resource, AnalyzeStack) against the pack
+started once for the session, and asserts which resource the policy flags. Allow-lists come from
+dev's stack config, never from literals here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from citadelle.gate import run_gate
+from citadelle.offline import SECRET_MASK, SECRET_SIG, SIG_KEY
+
+# The builder fixture's class (tests/policy/conftest.py); conftest modules are not importable.
+StackBuilder = Any
+
+
+def secret(value: str = SECRET_MASK) -> dict[str, str]:
+    return {SIG_KEY: SECRET_SIG, "value": value}
+
+pytestmark = pytest.mark.policy
+
+DIGEST = "@sha256:" + "0" * 63 + "1"
+
+
+def registry(b: StackBuilder) -> str:
+    return str(b.config["image-allowed-registry"]["allowedRegistries"][0])
+
+
+def pod(b: StackBuilder, *, image: str | None = None, container: dict[str, Any] | None = None,
+        spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Deployment body that passes the whole workload baseline unless overridden."""
+    base_container = {
+        "name": "api",
+        "image": image or f"{registry(b)}/platform/api{DIGEST}",
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "runAsUser": 10001, "capabilities": {"drop": ["ALL"]}},
+    }
+    base_container.update(container or {})
+    pod_spec = {"containers": [base_container], **(spec or {})}
+    return {"spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+                     "template": {"metadata": {"labels": {"app": "api"}}, "spec": pod_spec}}}
+
+
+def psa(version: str = "v1.31", level: str = "restricted") -> dict[str, str]:
+    labels = {}
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = version
+    return labels
+
+
+def deny_all(b: StackBuilder, namespace: str, types: list[str] | None = None) -> None:
+    b.k8s("networking.k8s.io/v1", "NetworkPolicy", f"deny-{namespace}",
+          {"spec": {"podSelector": {}, "policyTypes": types or ["Ingress", "Egress"]}},
+          namespace=namespace)
+
+
+# --------------------------------------------------------------------------- cases
+# Each builder adds resources to the stack and returns the name of the resource the policy must
+# flag, or None when the case is compliant.
+
+Case = Callable[[StackBuilder], str | None]
+
+
+def region_ok(b: StackBuilder) -> str | None:
+    b.add("openstack:blockstorage/volume:Volume", "vol", {"region": b.provider.inputs["region"]})
+    return None
+
+
+def region_bad_provider(b: StackBuilder) -> str | None:
+    b.provider.inputs["region"] = "us-east-1"
+    return "openstack"
+
+
+def region_bad_resource(b: StackBuilder) -> str | None:
+    b.add("openstack:objectstorage/container:Container", "replica", {"region": "us-west-2"})
+    return "replica"
+
+
+def endpoint_ok(b: StackBuilder) -> str | None:
+    domain = b.config["eu-endpoint-allow-list"]["allowedDomains"][0]
+    b.add("openstack:objectstorage/container:Container", "c",
+          {"metadata": {"mirror": f"https://mirror.{domain}/debian"}})
+    return None
+
+
+def endpoint_bad_auth(b: StackBuilder) -> str | None:
+    b.provider.inputs["authUrl"] = "https://identity.us-east-1.example.com/v3"
+    return "openstack"
+
+
+def endpoint_bad_url(b: StackBuilder) -> str | None:
+    b.add("openstack:objectstorage/container:Container", "c",
+          {"metadata": {"mirror": "https://deb.example.org/debian"}})
+    return "c"
+
+
+def provider_ok(b: StackBuilder) -> str | None:
+    b.add("openstack:compute/keypair:Keypair", "kp", {"name": "admin"})
+    return None
+
+
+def provider_bad(b: StackBuilder) -> str | None:
+    b.add("openstack:compute/keypair:Keypair", "kp", {"name": "admin"}, provider=None)
+    return "kp"
+
+
+def world_ok(b: StackBuilder) -> str | None:
+    b.rule(b.tier("edge"), "edge-https", 443, cidr="0.0.0.0/0")
+    return None
+
+
+def world_bad_app(b: StackBuilder) -> str | None:
+    b.rule(b.tier("app"), "app-https-world", 443, cidr="0.0.0.0/0")
+    return "app-https-world"
+
+
+def world_bad_edge_port(b: StackBuilder) -> str | None:
+    b.rule(b.tier("edge"), "edge-http", 80, cidr="0.0.0.0/0")
+    return "edge-http"
+
+
+def world_bad_no_remote(b: StackBuilder) -> str | None:
+    b.rule(b.tier("data"), "data-any", 5432)
+    return "data-any"
+
+
+def ssh_ok(b: StackBuilder) -> str | None:
+    admin = b.tier("admin")
+    admin_cidr = b.config["ssh-from-bastion-only"]["adminCidrs"][0]
+    b.rule(admin, "bastion-ssh", 22, cidr=admin_cidr)
+    b.rule(b.tier("app"), "app-ssh", 22, group=admin["group"])
+    return None
+
+
+def ssh_bad_cidr(b: StackBuilder) -> str | None:
+    b.tier("admin")
+    b.rule(b.tier("app"), "app-ssh-lan", 22, cidr="10.0.0.0/8")
+    return "app-ssh-lan"
+
+
+def ssh_bad_bastion_world(b: StackBuilder) -> str | None:
+    b.rule(b.tier("admin"), "bastion-ssh-world", 22, cidr="0.0.0.0/0")
+    return "bastion-ssh-world"
+
+
+def ssh_bad_peer_group(b: StackBuilder) -> str | None:
+    edge = b.tier("edge")
+    b.rule(b.tier("app"), "app-ssh-from-edge", 22, group=edge["group"])
+    return "app-ssh-from-edge"
+
+
+def floating_ok(b: StackBuilder) -> str | None:
+    edge = b.tier("edge")
+    lb = b.add("openstack:loadbalancer/loadBalancer:LoadBalancer", "lb",
+               {"vipSubnetId": edge["subnet"].id}, outputs={"vipPortId": "vip-port"})
+    b.add("openstack:networking/floatingIp:FloatingIp", "edge-fip",
+          {"portId": lb.outputs["vipPortId"]})
+    bastion_port = b.port(b.tier("admin"), "bastion-port")
+    b.add("openstack:networking/floatingIp:FloatingIp", "bastion-fip", {"pool": "ext"},
+          outputs={"address": "203.0.113.20"})
+    b.add("openstack:networking/floatingIpAssociate:FloatingIpAssociate", "bastion-assoc",
+          {"floatingIp": "203.0.113.20", "portId": bastion_port.id})
+    b.add("openstack:containerinfra/clusterTemplate:ClusterTemplate", "tpl",
+          {"floatingIpEnabled": False})
+    return None
+
+
+def floating_bad_app(b: StackBuilder) -> str | None:
+    app_port = b.port(b.tier("app"), "worker-port")
+    b.add("openstack:networking/floatingIp:FloatingIp", "worker-fip", {"pool": "ext"},
+          outputs={"address": "203.0.113.30"})
+    b.add("openstack:networking/floatingIpAssociate:FloatingIpAssociate", "worker-assoc",
+          {"floatingIp": "203.0.113.30", "portId": app_port.id})
+    return "worker-assoc"
+
+
+def floating_bad_data_port(b: StackBuilder) -> str | None:
+    data_port = b.port(b.tier("data"), "db-port")
+    b.add("openstack:networking/floatingIp:FloatingIp", "db-fip", {"portId": data_port.id})
+    return "db-fip"
+
+
+def floating_bad_magnum(b: StackBuilder) -> str | None:
+    b.add("openstack:containerinfra/clusterTemplate:ClusterTemplate", "tpl", {"coe": "kubernetes"})
+    return "tpl"
+
+
+def data_ok(b: StackBuilder) -> str | None:
+    b.tier("data")
+    app = b.tier("app")
+    router = b.add("openstack:networking/router:Router", "router", {"externalNetworkId": "ext"})
+    b.add("openstack:networking/routerInterface:RouterInterface", "app-if",
+          {"routerId": router.id, "subnetId": app["subnet"].id})
+    return None
+
+
+def data_bad_interface(b: StackBuilder) -> str | None:
+    data = b.tier("data")
+    router = b.add("openstack:networking/router:Router", "router", {"externalNetworkId": "ext"})
+    b.add("openstack:networking/routerInterface:RouterInterface", "data-if",
+          {"routerId": router.id, "subnetId": data["subnet"].id})
+    return "data-if"
+
+
+def data_bad_gateway(b: StackBuilder) -> str | None:
+    data = b.tier("data")
+    data["subnet"].inputs["noGateway"] = False
+    return "subnet-data"
+
+
+def kek(b: StackBuilder, name: str = "kek", **changes: Any) -> None:
+    inputs: dict[str, Any] = {
+        "algorithm": "aes", "bitLength": 256.0, "secretType": "symmetric", "payload": secret(),
+        "acl": {"read": {"projectAccess": False, "users": ["cinder-svc"]}},
+    }
+    inputs.update(changes)
+    b.add("openstack:keymanager/secretV1:SecretV1", name, inputs)
+
+
+def payload_ok(b: StackBuilder) -> str | None:
+    kek(b)
+    return None
+
+
+def payload_bad(b: StackBuilder) -> str | None:
+    kek(b, "literal-kek", payload="c2VjcmV0LWluLWNsZWFy")
+    return "literal-kek"
+
+
+def key_bad_acl(b: StackBuilder) -> str | None:
+    kek(b, "open-kek", acl={"read": {"projectAccess": True, "users": ["cinder-svc"]}})
+    return "open-kek"
+
+
+def key_bad_length(b: StackBuilder) -> str | None:
+    kek(b, "short-kek", bitLength=128.0)
+    return "short-kek"
+
+
+def volume_type(b: StackBuilder) -> str:
+    entry = b.config["volume-encrypted-type"]["encryptedVolumeTypes"][0]
+    name = f"citadelle-test-{entry}"
+    b.add("openstack:blockstorage/volumeTypeV3:VolumeTypeV3", "luks", {
+        "name": name,
+        "extraSpecs": {"citadelle:encryption_provider": "luks",
+                       "citadelle:encryption_key_size": "256"},
+    })
+    return name
+
+
+def volume_ok(b: StackBuilder) -> str | None:
+    b.add("openstack:blockstorage/volume:Volume", "data-vol",
+          {"size": 100.0, "volumeType": volume_type(b)})
+    return None
+
+
+def volume_bad_untyped(b: StackBuilder) -> str | None:
+    volume_type(b)
+    b.add("openstack:blockstorage/volume:Volume", "plain-vol", {"size": 100.0})
+    return "plain-vol"
+
+
+def volume_bad_type(b: StackBuilder) -> str | None:
+    b.add("openstack:blockstorage/volume:Volume", "classic-vol",
+          {"size": 100.0, "volumeType": "classic"})
+    return "classic-vol"
+
+
+def volume_bad_spec(b: StackBuilder) -> str | None:
+    name = volume_type(b)
+    b.resources[-1].inputs["extraSpecs"] = {"citadelle:encryption_provider": "none"}
+    b.add("openstack:blockstorage/volume:Volume", "fake-luks-vol",
+          {"size": 10.0, "volumeType": name})
+    return "fake-luks-vol"
+
+
+def container_ok(b: StackBuilder) -> str | None:
+    b.add("openstack:objectstorage/container:Container", "extractions",
+          {"containerRead": "*:4f1c7e0e2b7d4a86a8b9f1f0a3c2d1e0", "containerWrite": ""})
+    return None
+
+
+def container_bad(b: StackBuilder) -> str | None:
+    b.add("openstack:objectstorage/container:Container", "public-lake",
+          {"containerRead": ".r:*,.rlistings"})
+    return "public-lake"
+
+
+def container_bad_all_accounts(b: StackBuilder) -> str | None:
+    b.add("openstack:objectstorage/container:Container", "shared", {"containerWrite": "*:*"})
+    return "shared"
+
+
+def server_metadata(b: StackBuilder) -> dict[str, str]:
+    return {key: "x" for key in ("environment", "node_role", "data_classification", "owner")}
+
+
+def server_ok(b: StackBuilder) -> str | None:
+    b.add("openstack:compute/instance:Instance", "node-1", {"metadata": server_metadata(b)})
+    return None
+
+
+def server_bad(b: StackBuilder) -> str | None:
+    metadata = server_metadata(b)
+    del metadata["owner"]
+    b.add("openstack:compute/instance:Instance", "orphan-1", {"metadata": metadata})
+    return "orphan-1"
+
+
+def psa_ok(b: StackBuilder) -> str | None:
+    b.k8s("v1", "Namespace", "citadelle-apps", {}, labels=psa())
+    system = b.config["namespace-pod-security-restricted"]["systemNamespaces"][0]
+    b.k8s("v1", "Namespace", system, {})
+    return None
+
+
+def psa_bad_level(b: StackBuilder) -> str | None:
+    b.k8s("v1", "Namespace", "team-a", {}, labels=psa(level="baseline"))
+    return "namespace-team-a"
+
+
+def psa_bad_unpinned(b: StackBuilder) -> str | None:
+    b.k8s("v1", "Namespace", "team-b", {}, labels=psa(version="latest"))
+    return "namespace-team-b"
+
+
+def deny_ok(b: StackBuilder) -> str | None:
+    b.k8s("v1", "Namespace", "citadelle-apps", {}, labels=psa())
+    deny_all(b, "citadelle-apps")
+    return None
+
+
+def deny_bad_ingress_only(b: StackBuilder) -> str | None:
+    b.k8s("v1", "Namespace", "team-c", {}, labels=psa())
+    deny_all(b, "team-c", ["Ingress"])
+    return "namespace-team-c"
+
+
+def deny_bad_selector(b: StackBuilder) -> str | None:
+    b.k8s("v1", "Namespace", "team-d", {}, labels=psa())
+    b.k8s("networking.k8s.io/v1", "NetworkPolicy", "deny-web",
+          {"spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                    "policyTypes": ["Ingress", "Egress"]}}, namespace="team-d")
+    return "namespace-team-d"
+
+
+def deployment(b: StackBuilder, name: str, **kwargs: Any) -> str:
+    b.k8s("apps/v1", "Deployment", name, pod(b, **kwargs), namespace="citadelle-apps")
+    return f"deployment-{name}"
+
+
+def workload_ok(b: StackBuilder) -> str | None:
+    deployment(b, "api")
+    return None
+
+
+def privileged_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "priv", container={"securityContext": {
+        "privileged": True, "allowPrivilegeEscalation": True, "runAsNonRoot": True}})
+
+
+def capabilities_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "netadmin", container={"securityContext": {
+        "allowPrivilegeEscalation": False, "runAsNonRoot": True,
+        "capabilities": {"add": ["NET_ADMIN"]}}})
+
+
+def host_path_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "hostpath", spec={"volumes": [
+        {"name": "root", "hostPath": {"path": "/"}}]})
+
+
+def host_network_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "hostnet", spec={"hostNetwork": True})
+
+
+def root_uid_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "root", container={"securityContext": {
+        "allowPrivilegeEscalation": False, "runAsUser": 0}})
+
+
+def root_unset_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "maybe-root", container={"securityContext": {
+        "allowPrivilegeEscalation": False}})
+
+
+def cron_root_bad(b: StackBuilder) -> str | None:
+    template = pod(b, container={"securityContext": {"allowPrivilegeEscalation": False,
+                                                     "runAsUser": 0}})["spec"]["template"]
+    b.k8s("batch/v1", "CronJob", "nightly", {"spec": {"schedule": "0 2 * * *",
+                                                      "jobTemplate": {"spec": {
+                                                          "template": template}}}},
+          namespace="citadelle-apps")
+    return "cronjob-nightly"
+
+
+def binding_ok(b: StackBuilder) -> str | None:
+    b.k8s("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "auditors",
+          {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                       "name": "citadelle-auditor"},
+           "subjects": [{"kind": "Group", "name": "citadelle-auditors"}]})
+    return None
+
+
+def binding_bad(b: StackBuilder) -> str | None:
+    b.k8s("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "ops-admin",
+          {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                       "name": "cluster-admin"},
+           "subjects": [{"kind": "Group", "name": "citadelle-operators"}]})
+    return "clusterrolebinding-ops-admin"
+
+
+def service(b: StackBuilder, name: str, kind: str, namespace: str) -> str:
+    b.k8s("v1", "Service", name, {"spec": {"type": kind, "ports": [{"port": 443}]}},
+          namespace=namespace)
+    return f"service-{name}"
+
+
+def exposure_ok(b: StackBuilder) -> str | None:
+    edge = b.config["service-exposure-edge-only"]["edgeNamespaces"][0]
+    service(b, "ingress", "NodePort", edge)
+    service(b, "api", "ClusterIP", "citadelle-apps")
+    return None
+
+
+def exposure_bad(b: StackBuilder) -> str | None:
+    return service(b, "api-lb", "LoadBalancer", "citadelle-apps")
+
+
+def registry_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "hub", image=f"docker.io/library/nginx{DIGEST}")
+
+
+def registry_bad_implicit(b: StackBuilder) -> str | None:
+    return deployment(b, "implicit", image=f"nginx{DIGEST}")
+
+
+def digest_bad(b: StackBuilder) -> str | None:
+    return deployment(b, "tagged", image=f"{registry(b)}/platform/api:1.4.2")
+
+
+def workspace(b: StackBuilder, ws: str, *, expires: str | None, approval: str | None,
+              quota: bool = True) -> str:
+    annotations = {}
+    if expires:
+        annotations["citadelle.io/expires"] = expires
+    if approval:
+        annotations["citadelle.io/approval-ref"] = approval
+    name = f"ws-{ws}"
+    b.k8s("v1", "Namespace", name, {}, labels={**psa(), "citadelle.io/workspace": ws},
+          annotations=annotations)
+    if quota:
+        b.k8s("v1", "ResourceQuota", "quota", {"spec": {"hard": {"limits.cpu": "4"}}},
+              namespace=name)
+        b.k8s("v1", "LimitRange", "limits", {"spec": {"limits": []}}, namespace=name)
+    return f"namespace-{name}"
+
+
+def ws_ok(b: StackBuilder) -> str | None:
+    workspace(b, "cohort", expires="2099-12-31", approval="CESREES-2026-0001")
+    return None
+
+
+def ws_bad_expired(b: StackBuilder) -> str | None:
+    return workspace(b, "old", expires="2020-01-31", approval="CESREES-2019-0001")
+
+
+def ws_bad_unapproved(b: StackBuilder) -> str | None:
+    return workspace(b, "rogue", expires="2099-12-31", approval=None)
+
+
+def ws_bad_no_expiry(b: StackBuilder) -> str | None:
+    return workspace(b, "forever", expires=None, approval="CNIL-2026-1")
+
+
+def quota_bad(b: StackBuilder) -> str | None:
+    return workspace(b, "unbounded", expires="2099-12-31", approval="X-1", quota=False)
+
+
+CASES: list[tuple[str, Case]] = [
+    ("eu-region-allow-list", region_ok),
+    ("eu-region-allow-list", region_bad_provider),
+    ("eu-region-allow-list", region_bad_resource),
+    ("eu-endpoint-allow-list", endpoint_ok),
+    ("eu-endpoint-allow-list", endpoint_bad_auth),
+    ("eu-endpoint-allow-list", endpoint_bad_url),
+    ("explicit-provider", provider_ok),
+    ("explicit-provider", provider_bad),
+    ("no-world-open-ingress", world_ok),
+    ("no-world-open-ingress", world_bad_app),
+    ("no-world-open-ingress", world_bad_edge_port),
+    ("no-world-open-ingress", world_bad_no_remote),
+    ("ssh-from-bastion-only", ssh_ok),
+    ("ssh-from-bastion-only", ssh_bad_cidr),
+    ("ssh-from-bastion-only", ssh_bad_bastion_world),
+    ("ssh-from-bastion-only", ssh_bad_peer_group),
+    ("floating-ip-edge-bastion-only", floating_ok),
+    ("floating-ip-edge-bastion-only", floating_bad_app),
+    ("floating-ip-edge-bastion-only", floating_bad_data_port),
+    ("floating-ip-edge-bastion-only", floating_bad_magnum),
+    ("data-tier-no-external-route", data_ok),
+    ("data-tier-no-external-route", data_bad_interface),
+    ("data-tier-no-external-route", data_bad_gateway),
+    ("barbican-payload-secret", payload_ok),
+    ("barbican-payload-secret", payload_bad),
+    ("barbican-key-protection", payload_ok),
+    ("barbican-key-protection", key_bad_acl),
+    ("barbican-key-protection", key_bad_length),
+    ("volume-encrypted-type", volume_ok),
+    ("volume-encrypted-type", volume_bad_untyped),
+    ("volume-encrypted-type", volume_bad_type),
+    ("volume-encrypted-type", volume_bad_spec),
+    ("object-storage-private", container_ok),
+    ("object-storage-private", container_bad),
+    ("object-storage-private", container_bad_all_accounts),
+    ("server-required-metadata", server_ok),
+    ("server-required-metadata", server_bad),
+    ("namespace-pod-security-restricted", psa_ok),
+    ("namespace-pod-security-restricted", psa_bad_level),
+    ("namespace-pod-security-restricted", psa_bad_unpinned),
+    ("namespace-default-deny", deny_ok),
+    ("namespace-default-deny", deny_bad_ingress_only),
+    ("namespace-default-deny", deny_bad_selector),
+    ("no-privileged-containers", workload_ok),
+    ("no-privileged-containers", privileged_bad),
+    ("no-privileged-containers", capabilities_bad),
+    ("no-host-access", workload_ok),
+    ("no-host-access", host_path_bad),
+    ("no-host-access", host_network_bad),
+    ("no-root-containers", workload_ok),
+    ("no-root-containers", root_uid_bad),
+    ("no-root-containers", root_unset_bad),
+    ("no-root-containers", cron_root_bad),
+    ("no-cluster-admin-binding", binding_ok),
+    ("no-cluster-admin-binding", binding_bad),
+    ("service-exposure-edge-only", exposure_ok),
+    ("service-exposure-edge-only", exposure_bad),
+    ("image-allowed-registry", workload_ok),
+    ("image-allowed-registry", registry_bad),
+    ("image-allowed-registry", registry_bad_implicit),
+    ("image-pinned-digest", workload_ok),
+    ("image-pinned-digest", digest_bad),
+    ("workspace-not-expired", ws_ok),
+    ("workspace-not-expired", ws_bad_expired),
+    ("workspace-not-expired", ws_bad_unapproved),
+    ("workspace-not-expired", ws_bad_no_expiry),
+    ("workspace-quota", ws_ok),
+    ("workspace-quota", quota_bad),
+]
+
+
+@pytest.mark.parametrize(("policy", "case"), CASES,
+                         ids=[f"{p}:{c.__name__}" for p, c in CASES])
+def test_policy_case(analyzer, stack, policy, case):
+    expected = case(stack)
+    result = run_gate(stack.recording(), analyzer, stack.config)
+    flagged = sorted({f.subject for f in result.findings if f.rule_id == policy})
+    if expected is None:
+        assert flagged == []
+    else:
+        assert flagged == [expected]
+        assert result.exit_code == 1
+        assert all(f.blocking for f in result.findings if f.rule_id == policy)
+
+
+def test_every_policy_has_compliant_and_violating_cases(analyzer):
+    names = {p.name for p in analyzer.info}
+    compliant = {p for p, c in CASES if c.__name__.endswith("_ok")}
+    violating = {p for p, c in CASES if "_bad" in c.__name__}
+    assert compliant == names
+    assert violating == names
