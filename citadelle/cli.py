@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.lab.commands",
     "citadelle.cloudlab.command",
     "citadelle.audit.command",
+    "citadelle.inventory",
+    "citadelle.checks_runner",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,168 @@
+"""Post-deploy SecNumCloud / BP-028 checks: hosts, per-host cases, waivers, evidence.
+
+Run by ``citadelle verify`` (citadelle/checks_runner.py) as::
+
+    pytest checks --citadelle-inventory runs/dev/inventory.yml [--citadelle-waivers FILE ...]
+
+- every test takes ``target`` (one host of the inventory) and is generated once per host;
+  a module may declare ``CASES = {"argname": function(target) -> [Case, ...]}`` to add per-host
+  cases (one sysctl, one mount, one audited command...), each with its own requirement marks;
+- every test carries ``snc(...)`` and/or ``bp028(...)`` marks; they go to the JUnit report as
+  the ``requirements`` property, with the host, so the evidence report can map results to ids;
+- a check covered by a valid waiver is marked xfail with the waiver as its reason (JUnit
+  ``skipped`` with that message when it fails; a pass is reported as a pass);
+- ``--citadelle-catalogue FILE`` writes the collected checks and their ids as JSON (used with
+  ``--collect-only`` by ``citadelle report``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.expected import Expected
+from checks.target import Case, Target
+from citadelle.errors import CitadelleError
+from citadelle.inventory import host_vars, load_inventory
+from citadelle.waivers import Waiver, WaiverSet, load_waivers
+
+MARKERS = (
+    "snc(*ids): SecNumCloud 3.2 requirement ids a check evidences",
+    "bp028(*ids): ANSSI-BP-028 recommendation ids a check evidences",
+)
+_TARGETS = pytest.StashKey[list[Target]]()
+_WAIVERS = pytest.StashKey[WaiverSet]()
+_TODAY = pytest.StashKey[dt.date]()
+
+
+CaseFactory = Callable[[Target], Iterable[Case]]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("citadelle", "Citadelle post-deploy checks")
+    group.addoption("--citadelle-inventory", metavar="FILE",
+                    help="inventory written by `citadelle inventory`")
+    group.addoption("--citadelle-waivers", metavar="FILE", action="append", default=[],
+                    help="waiver file (repeatable)")
+    group.addoption("--citadelle-today", metavar="YYYY-MM-DD",
+                    help="date waivers are judged against (default: today, UTC)")
+    group.addoption("--citadelle-catalogue", metavar="FILE",
+                    help="write the collected checks and their requirement ids as JSON")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    path = config.getoption("--citadelle-inventory")
+    if not path:
+        raise pytest.UsageError("checks need --citadelle-inventory FILE (citadelle inventory)")
+    try:
+        inventory_path = Path(path).resolve()
+        hosts = host_vars(load_inventory(inventory_path))
+        waivers = load_waivers([Path(p) for p in config.getoption("--citadelle-waivers")])
+    except CitadelleError as err:
+        raise pytest.UsageError(err.message) from None
+    targets = []
+    for name, variables in sorted(hosts.items()):
+        password = variables.get("citadelle_become_password_file")
+        targets.append(Target(
+            name=name, groups=tuple(variables["group_names"]), vars=Expected(variables),
+            ssh_config=Path(variables.get("citadelle_ssh_config")
+                            or inventory_path.with_name("ssh_config")),
+            password_file=Path(password) if password else None))
+    config.stash[_TARGETS] = targets
+    config.stash[_WAIVERS] = waivers
+    today = config.getoption("--citadelle-today")
+    config.stash[_TODAY] = (dt.date.fromisoformat(today) if today
+                            else dt.datetime.now(dt.UTC).date())
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "waiver" in metafunc.fixturenames:
+        waivers = metafunc.config.stash[_WAIVERS].waivers
+        metafunc.parametrize("waiver", [
+            pytest.param(w, id=w.key, marks=[
+                pytest.mark.bp028(w.requirement) if w.requirement.startswith("R")
+                else pytest.mark.snc(w.requirement)]) for w in waivers])
+    if "target" not in metafunc.fixturenames:
+        return
+    targets = metafunc.config.stash[_TARGETS]
+    factories: dict[str, CaseFactory] = getattr(metafunc.module, "CASES", {})
+    extra = [name for name in factories if name in metafunc.fixturenames]
+    if not extra:
+        metafunc.parametrize("target", targets, ids=[t.name for t in targets])
+        return
+    if len(extra) > 1:
+        raise pytest.UsageError(f"{metafunc.function.__name__}: one case argument per check")
+    argname = extra[0]
+    params = [pytest.param(target, case.value, id=f"{target.name}-{case.id}", marks=case.marks)
+              for target in targets for case in factories[argname](target)]
+    metafunc.parametrize(("target", argname), params)
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for name in ("snc", "bp028"):
+        for mark in item.iter_markers(name):
+            ids.extend(str(a) for a in mark.args)
+    return sorted(set(ids))
+
+
+def _target_of(item: pytest.Item) -> Target | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    target = callspec.params.get("target")
+    return target if isinstance(target, Target) else None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    waivers = config.stash[_WAIVERS]
+    today = config.stash[_TODAY]
+    # No waiver file entry: the waiver check has nothing to judge (not a skip to report).
+    empty = [i for i in items if "waiver" in getattr(i, "fixturenames", ())
+             and not isinstance(getattr(i, "callspec", None) and i.callspec.params.get("waiver"),
+                                Waiver)]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [i for i in items if i not in empty]
+    catalogue: list[dict[str, Any]] = []
+    for item in items:
+        ids = requirement_ids(item)
+        if not ids:
+            raise pytest.UsageError(f"{item.nodeid}: every check needs snc(...) or bp028(...)")
+        target = _target_of(item)
+        check = getattr(item, "originalname", item.name)
+        waived = None
+        if target is not None:
+            waived, _ = waivers.find(ids, target.name, target.groups, check, today)
+            if waived is not None:
+                item.add_marker(pytest.mark.xfail(reason=waived.reason(), strict=False))
+        item.user_properties.append(("requirements", " ".join(ids)))
+        item.user_properties.append(("host", target.name if target else ""))
+        if waived is not None:
+            item.user_properties.append(("waiver", waived.reason()))
+        catalogue.append({"nodeid": item.nodeid, "check": check,
+                          "module": item.nodeid.split("::")[0],
+                          "host": target.name if target else "",
+                          "groups": list(target.groups) if target else [],
+                          "requirements": ids})
+    path = config.getoption("--citadelle-catalogue")
+    if path:
+        Path(path).write_text(json.dumps(catalogue, indent=1) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def waiver_set(pytestconfig: pytest.Config) -> WaiverSet:
+    return pytestconfig.stash[_WAIVERS]
+
+
+@pytest.fixture(scope="session")
+def today(pytestconfig: pytest.Config) -> dt.date:
+    return pytestconfig.stash[_TODAY]

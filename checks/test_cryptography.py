@@ -1,0 +1,75 @@
+"""Cryptography on the host: SSH algorithms, TLS of the log forwarding, LUKS data volumes.
+
+SecNumCloud 3.2 10.2 (encryption of flows, ANSSI SSH/TLS guides), 10.1 (encryption at rest);
+expected algorithms are the bp028_ssh lists, the TLS files the bp028_audit ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from checks.target import Case, Target, key_values
+
+SSHD_LISTS = {
+    "kexalgorithms": "bp028_ssh_kex_algorithms",
+    "ciphers": "bp028_ssh_ciphers",
+    "macs": "bp028_ssh_macs",
+    "hostkeyalgorithms": "bp028_ssh_host_key_algorithms",
+    "pubkeyacceptedalgorithms": "bp028_ssh_host_key_algorithms",
+}
+
+
+def algorithm_cases(target: Target) -> Iterator[Case]:
+    for key, variable in SSHD_LISTS.items():
+        yield Case(key, (key, list(target.vars[variable])))
+
+
+def volume_cases(target: Target) -> Iterator[Case]:
+    size = target.vars.get("citadelle_data_volume_gb")
+    if size:
+        yield Case("data-volume", int(size))
+
+
+CASES = {"algorithms": algorithm_cases, "volume_gb": volume_cases}
+
+
+@pytest.mark.snc("10.2")
+@pytest.mark.bp028("R67")
+def test_sshd_algorithms(target: Target, algorithms: tuple[str, list[str]]) -> None:
+    key, expected = algorithms
+    effective = key_values(target.output("sshd -T -C user=nobody,host=localhost,addr=127.0.0.1"))
+    assert effective.get(key, "").split(",") == expected
+
+
+@pytest.mark.snc("10.2", "12.7")
+@pytest.mark.bp028("R71")
+def test_log_forwarding_uses_mutual_tls(target: Target) -> None:
+    conf = key_values(target.host.file("/etc/systemd/journal-upload.conf").content_string, "=")
+    assert conf.get("url", "").startswith("https://")
+    assert conf.get("trustedcertificatefile") == target.vars["bp028_audit_forward_ca_file"]
+    assert conf.get("servercertificatefile") == target.vars["bp028_audit_forward_client_cert"]
+    assert conf.get("serverkeyfile") == target.vars["bp028_audit_forward_client_key"]
+
+
+def _devices(tree: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for device in tree:
+        yield device
+        yield from _devices(device.get("children") or [])
+
+
+@pytest.mark.snc("10.1")
+def test_data_volume_is_luks(target: Target, volume_gb: int) -> None:
+    tree = json.loads(target.output("lsblk -J -b -o NAME,TYPE,FSTYPE,SIZE,MOUNTPOINT"))
+    devices = list(_devices(tree["blockdevices"]))
+    data_disks = [d for d in tree["blockdevices"] if d["type"] == "disk"
+                  and not any(c.get("mountpoint") in ("/", "/boot") for c in _devices([d]))]
+    assert data_disks, f"no data volume attached (config: {volume_gb} GiB)"
+    for disk in data_disks:
+        assert disk.get("fstype") == "crypto_LUKS" or any(
+            c.get("fstype") == "crypto_LUKS" for c in _devices(disk.get("children") or [])
+        ), f"{disk['name']} is not LUKS-encrypted"
+    assert any(d["type"] == "crypt" for d in devices), "no opened LUKS mapping"

@@ -1,0 +1,168 @@
+"""BP-028 hardening level: each recommendation the roles implement, at this host's level.
+
+One case per setting, marked with its recommendation id: kernel settings (R8-R14), kernel
+command line (R7, R8, R33, R45), module blacklist (R10), mount options (R28), sensitive file
+modes (R50), setuid inventory (R56/R57), accounts (R31, R32, R36), needless packages and units
+(R58, R62), updates (R61), integrity (R76). Expected values: the roles' variables for this host
+(level from ``bp028_level`` per group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from checks.target import Case, Target, key_values
+
+
+def sysctl_cases(target: Target) -> Iterator[Case]:
+    applicable = target.vars.level_ids("bp028_kernel")
+    overrides = target.vars["bp028_kernel_sysctl_overrides"]
+    for rid, settings in target.vars["bp028_kernel_sysctl_recommendations"].items():
+        if rid not in applicable:
+            continue
+        for key, value in settings.items():
+            yield Case(key, (key, overrides.get(key, value)), [pytest.mark.bp028(rid)])
+
+
+def boot_cases(target: Target) -> Iterator[Case]:
+    applicable = target.vars.level_ids("bp028_kernel")
+    for rid, params in target.vars["bp028_kernel_boot_recommendations"].items():
+        if rid in applicable:
+            for param in params:
+                yield Case(param, param, [pytest.mark.bp028(rid)])
+
+
+def module_cases(target: Target) -> Iterator[Case]:
+    for module in target.vars["bp028_kernel_modules_blacklist"]:
+        yield Case(module, module)
+
+
+def mount_cases(target: Target) -> Iterator[Case]:
+    for mount in target.vars["bp028_filesystem_mounts"]:
+        yield Case(mount["path"], mount)
+
+
+def permission_cases(target: Target) -> Iterator[Case]:
+    for entry in target.vars["bp028_filesystem_permissions"]:
+        yield Case(entry["path"], entry)
+
+
+def package_cases(target: Target) -> Iterator[Case]:
+    for package in target.vars["bp028_packages_absent"]:
+        yield Case(package, package)
+
+
+def unit_cases(target: Target) -> Iterator[Case]:
+    for unit in target.vars["bp028_packages_masked_units"]:
+        yield Case(unit, unit)
+
+
+CASES = {"sysctl": sysctl_cases, "param": boot_cases, "module": module_cases,
+         "mount": mount_cases, "entry": permission_cases, "package": package_cases,
+         "unit": unit_cases}
+
+
+def installed_packages(target: Target) -> set[str]:
+    listing = target.output("dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'")
+    return {fields[0] for fields in map(str.split, listing.splitlines())
+            if len(fields) > 1 and fields[1].startswith("i")}
+
+
+def _sysctl_all(target: Target) -> dict[str, str]:
+    return {k: " ".join(v.split()) for k, v in key_values(target.output("sysctl -a"), "=").items()}
+
+
+@pytest.mark.snc("12.10")
+def test_sysctl(target: Target, sysctl: tuple[str, Any]) -> None:
+    key, value = sysctl
+    assert _sysctl_all(target).get(key) == " ".join(str(value).split())
+
+
+@pytest.mark.snc("12.10")
+def test_kernel_command_line(target: Target, param: str) -> None:
+    assert param in target.host.file("/proc/cmdline").content_string.split()
+
+
+@pytest.mark.snc("12.10")
+@pytest.mark.bp028("R10")
+def test_module_cannot_load(target: Target, module: str) -> None:
+    dry_run = target.root(f"modprobe -n -v {module}")
+    assert f"install {target.vars['bp028_kernel_false_binary']}" in dry_run.stdout, dry_run
+
+
+@pytest.mark.snc("12.10")
+@pytest.mark.bp028("R28")
+def test_mount_options(target: Target, mount: dict[str, Any]) -> None:
+    wanted = {o for o in str(mount["opts"]).split(",") if o in ("nosuid", "nodev", "noexec")}
+    options = target.host.check_output(f"findmnt -n -o OPTIONS --target {mount['path']}")
+    assert wanted <= set(options.split(",")), f"{mount['path']} mounted with {options}"
+
+
+@pytest.mark.snc("9.3")
+@pytest.mark.bp028("R50")
+def test_sensitive_file_mode(target: Target, entry: dict[str, Any]) -> None:
+    info = target.host.file(entry["path"])
+    assert (info.user, info.group, f"{info.mode:04o}") == (entry["owner"], entry["group"],
+                                                           entry["mode"])
+
+
+@pytest.mark.snc("12.10")
+@pytest.mark.bp028("R56", "R57")
+def test_setuid_files_are_reviewed(target: Target) -> None:
+    found = set(target.output("find / -xdev -type f -perm /6000 2>/dev/null || true").split())
+    unexpected = sorted(found - set(target.vars["bp028_filesystem_setid_allowed"]))
+    assert not unexpected, f"setuid/setgid executables outside the reviewed list: {unexpected}"
+
+
+@pytest.mark.snc("9.5", "10.3")
+@pytest.mark.bp028("R31", "R68")
+def test_password_quality(target: Target) -> None:
+    conf = key_values(target.host.file("/etc/security/pwquality.conf").content_string, "=")
+    assert int(conf.get("minlen", "0")) >= int(target.vars["bp028_accounts_pwquality_minlen"])
+    assert int(conf.get("minclass", "0")) >= int(target.vars["bp028_accounts_pwquality_minclass"])
+
+
+@pytest.mark.snc("9.5")
+@pytest.mark.bp028("R31")
+def test_account_lockout(target: Target) -> None:
+    conf = key_values(target.host.file("/etc/security/faillock.conf").content_string, "=")
+    assert conf.get("deny") == str(target.vars["bp028_accounts_faillock_deny"])
+    assert conf.get("unlock_time") == str(target.vars["bp028_accounts_faillock_unlock_time"])
+
+
+@pytest.mark.snc("9.6")
+@pytest.mark.bp028("R32")
+def test_idle_shells_time_out(target: Target) -> None:
+    tmout = target.host.check_output("bash -lc 'echo ${TMOUT:-unset}'")
+    assert tmout.strip() == str(target.vars["bp028_accounts_tmout"])
+
+
+@pytest.mark.snc("12.10")
+@pytest.mark.bp028("R58", "R62")
+def test_needless_package_absent(target: Target, package: str) -> None:
+    assert package not in installed_packages(target)
+
+
+@pytest.mark.snc("12.10")
+@pytest.mark.bp028("R62")
+def test_needless_unit_masked(target: Target, unit: str) -> None:
+    state = target.host.run(f"systemctl is-enabled {unit}").stdout.strip()
+    assert state == "masked"
+
+
+@pytest.mark.snc("12.11")
+@pytest.mark.bp028("R61")
+def test_security_updates_are_scheduled(target: Target) -> None:
+    for package in target.vars["bp028_packages_unattended_packages"]:
+        assert package in installed_packages(target)
+    assert target.host.service("apt-daily-upgrade.timer").is_enabled
+
+
+@pytest.mark.snc("12.4", "12.10")
+@pytest.mark.bp028("R76")
+def test_integrity_database_and_check_timer(target: Target) -> None:
+    assert target.root(f"test -s {target.vars['bp028_integrity_database']}").rc == 0
+    assert target.host.service("citadelle-aide-check.timer").is_enabled

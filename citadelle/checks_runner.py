@@ -1,0 +1,178 @@
+"""`citadelle verify ENV`: run the post-deploy checks (checks/) against an inventory.
+
+The checks run in their own pytest process over SSH (testinfra) and write a JUnit file whose
+test cases carry their requirement ids and host as properties; :func:`read_junit` turns it back
+into results for the summary, the pipeline and the evidence report. Exit code: 0 when every
+check passed or was waived, 1 when a check failed, 2 when the checks could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from citadelle import paths
+from citadelle.errors import CitadelleError
+from citadelle.inventory import host_vars, load_inventory
+from citadelle.waivers import default_files, load_waivers
+
+CHECKS_DIR = paths.REPO_ROOT / "checks"
+CHECK_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One check on one host, as the JUnit file reports it."""
+
+    module: str
+    name: str
+    host: str
+    requirements: tuple[str, ...]
+    outcome: str  # passed | failed | error | waived | skipped
+    message: str = ""
+
+    @property
+    def check(self) -> str:
+        return self.name.split("[", 1)[0]
+
+
+@dataclass
+class CheckRun:
+    exit_code: int
+    junit: Path
+    log: Path
+    results: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(r.outcome for r in self.results)
+
+    def failed_requirements(self) -> list[str]:
+        return sorted({rid for r in self.results if r.outcome in ("failed", "error")
+                       for rid in r.requirements})
+
+    def summary(self) -> str:
+        counts = self.counts
+        lines = [f"checks: {len(self.results)}  passed {counts['passed']}  failed "
+                 f"{counts['failed']}  errors {counts['error']}  waived {counts['waived']}  "
+                 f"skipped {counts['skipped']}"]
+        for result in self.results:
+            if result.outcome in ("failed", "error"):
+                lines.append(f"  FAILED {result.host or '-'} {result.module}::{result.name} "
+                             f"[{' '.join(result.requirements)}]: {result.message[:200]}")
+        if self.failed_requirements():
+            lines.append("requirements with a failing check: "
+                         + " ".join(self.failed_requirements()))
+        lines.append(f"JUnit: {self.junit}   log: {self.log}")
+        return "\n".join(lines)
+
+
+def _outcome(case: ET.Element) -> tuple[str, str]:
+    for tag, outcome in (("failure", "failed"), ("error", "error")):
+        node = case.find(tag)
+        if node is not None:
+            return outcome, (node.get("message") or node.text or "").strip()
+    skipped = case.find("skipped")
+    if skipped is not None:
+        message = skipped.get("message") or ""
+        if skipped.get("type") == "pytest.xfail":
+            return "waived", message.removeprefix("reason: ")
+        return "skipped", message
+    return "passed", ""
+
+
+def read_junit(path: Path) -> list[CaseResult]:
+    """The results of a checks run (JUnit written by pytest with our properties)."""
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 (our own file, written by pytest)
+    except (OSError, ET.ParseError) as err:
+        raise CitadelleError(f"{path}: cannot read the checks' JUnit report ({err})") from None
+    results = []
+    for case in root.iter("testcase"):
+        props = {p.get("name"): p.get("value") or "" for p in case.iter("property")}
+        outcome, message = _outcome(case)
+        results.append(CaseResult(
+            module=str(case.get("classname", "")), name=str(case.get("name", "")),
+            host=props.get("host", ""),
+            requirements=tuple((props.get("requirements") or "").split()),
+            outcome=outcome, message=" ".join(message.split())))
+    return results
+
+
+def run_checks(env: str, inventory: Path, out_dir: Path, *,
+               waiver_files: Sequence[Path] | None = None, today: dt.date | None = None,
+               select: str | None = None, stream: bool = True) -> CheckRun:
+    """Run checks/ against ``inventory``; JUnit and log land in ``out_dir``."""
+    hosts = host_vars(load_inventory(inventory))
+    if not hosts:
+        raise CitadelleError(f"{inventory}: no host to check")
+    lab = any(v.get("citadelle_lab") for v in hosts.values())
+    files = list(waiver_files) if waiver_files is not None else default_files(env, lab)
+    load_waivers(files)  # refuse a bad waiver file before any SSH connection
+    out_dir.mkdir(parents=True, exist_ok=True)
+    junit, log = out_dir / "checks.junit.xml", out_dir / "checks.log"
+    argv = [sys.executable, "-m", "pytest", str(CHECKS_DIR), "-p", "no:cacheprovider",
+            "-o", "junit_family=xunit1", f"--junitxml={junit}", "-q", "-rfE", "--tb=short",
+            f"--timeout={CHECK_TIMEOUT_S}", "--citadelle-inventory", str(inventory.resolve())]
+    for path in files:
+        if path.is_file():
+            argv += ["--citadelle-waivers", str(path.resolve())]
+    if today is not None:
+        argv += ["--citadelle-today", today.isoformat()]
+    if select:
+        argv += ["-k", select]
+    env_vars = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    with log.open("w", encoding="utf-8") as handle:
+        proc = subprocess.Popen(argv, cwd=paths.REPO_ROOT, env=env_vars, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            handle.write(line)
+            if stream:
+                print(line, end="", flush=True)
+        code = proc.wait()
+    if code not in (0, 1) or not junit.is_file():
+        tail = log.read_text(encoding="utf-8").strip().splitlines()[-3:]
+        raise CitadelleError(f"checks could not run (pytest exit {code}): "
+                             + " | ".join(tail) + f" (log: {log})")
+    results = read_junit(junit)
+    failed = any(r.outcome in ("failed", "error") for r in results)
+    return CheckRun(exit_code=1 if failed else 0, junit=junit, log=log, results=results)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    inventory = Path(args.inventory) if args.inventory else paths.RUNS_DIR / args.env / \
+        "inventory.yml"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) if args.out else paths.RUNS_DIR / f"verify-{args.env}-{stamp}"
+    run = run_checks(args.env, inventory, out,
+                     waiver_files=[Path(p) for p in args.waivers] if args.waivers else None,
+                     select=args.select, stream=not args.quiet)
+    print(run.summary())
+    return run.exit_code
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="run the post-deploy SecNumCloud/BP-028 checks against an inventory",
+        description="Run the testinfra checks of checks/ over SSH against the hosts of an "
+        "inventory written by `citadelle inventory`; waivers from waivers/ENV.yaml.")
+    parser.add_argument("env", help="environment: dev, mirror or prod")
+    parser.add_argument("--inventory", metavar="FILE",
+                        help="inventory (default: runs/ENV/inventory.yml)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder for the JUnit and the log (default: runs/verify-ENV-<time>)")
+    parser.add_argument("--waivers", metavar="FILE", action="append",
+                        help="waiver file (repeatable; default: waivers/ENV.yaml, plus "
+                        "waivers/lab.yaml for lab inventories)")
+    parser.add_argument("-k", dest="select", metavar="EXPR", help="only checks matching EXPR")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.set_defaults(func=_handle)
