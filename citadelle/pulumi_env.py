@@ -132,7 +132,15 @@ class BackendDecision:
     secrets_provider: str | None
     policy_secrets: str
     vault_addr: str | None
-    problems: tuple[str, ...]
+    direct_url: str  # what a plain `pulumi` run in the project would select
+    direct_source: str
+    backend_problems: tuple[str, ...]
+    direct_problems: tuple[str, ...]
+    secrets_problems: tuple[str, ...]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self.backend_problems + self.direct_problems + self.secrets_problems
 
     @property
     def allowed(self) -> bool:
@@ -153,6 +161,8 @@ class BackendDecision:
             "secretsProvider": self.secrets_provider,
             "policySecretsProvider": self.policy_secrets,
             "vaultAddr": self.vault_addr,
+            "directBackend": self.direct_url,
+            "directSource": self.direct_source,
             "allowed": self.allowed,
             "problems": list(self.problems),
         }
@@ -162,7 +172,8 @@ def policy_backend(env: str, settings: Any, project_backend: str | None) -> str:
     """The backend the policy assigns: the env's state bucket if config declares one."""
     buckets = settings.sovereignty.for_environment(env, "state-backend")
     if not buckets:
-        return project_backend or DEFAULT_FILE_BACKEND
+        local = project_backend and urlsplit(project_backend).scheme == "file"
+        return project_backend if local and project_backend else DEFAULT_FILE_BACKEND
     endpoint = buckets[0]
     return (
         f"s3://citadelle-state-{env}?endpoint={endpoint.url}"
@@ -275,7 +286,6 @@ def decide_backend(
     project_backend = config.backend_url
     policy_url = policy_backend(env, settings, project_backend)
     expected_secrets, vault = policy_secrets_provider(env, settings)
-    problems: list[str] = []
 
     operator_url = environ.get("PULUMI_BACKEND_URL", "")
     if operator_url:
@@ -283,8 +293,6 @@ def decide_backend(
     else:
         url, source = policy_url, "policy"
     problem = backend_problem(env, url, settings)
-    if problem:
-        problems.append(f"{source}: {problem}")
 
     # A plain `pulumi` run in the project: Pulumi.yaml, then credentials.json, then the cloud.
     direct, direct_source = project_backend or "", "Pulumi.yaml backend.url"
@@ -293,12 +301,8 @@ def decide_backend(
     if not direct:
         direct_source = "Pulumi default (no backend.url in Pulumi.yaml, not logged in)"
     direct_problem = _project_problem(direct, settings)
-    if direct_problem:
-        problems.append(f"{direct_source}: {direct_problem}")
 
     secrets = secrets_problem(env, config.secrets_provider, settings)
-    if secrets:
-        problems.append(secrets)
     return BackendDecision(
         env=env,
         url=url,
@@ -307,7 +311,11 @@ def decide_backend(
         secrets_provider=config.secrets_provider,
         policy_secrets=expected_secrets,
         vault_addr=vault,
-        problems=tuple(problems),
+        direct_url=direct,
+        direct_source=direct_source,
+        backend_problems=(f"{source}: {problem}",) if problem else (),
+        direct_problems=(f"{direct_source}: {direct_problem}",) if direct_problem else (),
+        secrets_problems=(secrets,) if secrets else (),
     )
 
 
@@ -321,10 +329,9 @@ def _project_problem(url: str, settings: Any) -> str | None:
 
 
 def _fix_for(decision: BackendDecision) -> str:
-    if any(p.startswith("PULUMI_BACKEND_URL") for p in decision.problems):
+    if decision.backend_problems:
         return f"unset PULUMI_BACKEND_URL (citadelle sets {decision.policy_url})"
-    if any("Pulumi.yaml" in p or "credentials.json" in p or "Pulumi default" in p
-           for p in decision.problems):
+    if decision.direct_problems:
         return f"set `backend: {{url: {DEFAULT_FILE_BACKEND}}}` in Pulumi.yaml"
     if decision.policy_secrets == DEV_SECRETS_PROVIDER:
         return (f"pulumi stack change-secrets-provider -s {decision.env} passphrase")

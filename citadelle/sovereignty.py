@@ -91,8 +91,9 @@ ANSIBLE_ENDPOINT_VARIABLES: dict[str, str] = {
 }
 # Other names that say what kind of endpoint a value is (config keys, labels, variables).
 _KIND_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)ntp|chrony|timeserver"), "ntp"),
+    (re.compile(r"(?i)ntp|chrony|timeserver|^(pool|peer)_host$"), "ntp"),
     (re.compile(r"(?i)dns|resolver|nameserver"), "dns"),
+    (re.compile(r"(?i)^(deb|deb-src|uris)_host$"), "package-mirror"),
     (re.compile(r"(?i)registry|image|infra_prefix"), "container-registry"),
     (re.compile(r"(?i)mirror|apt|repo"), "package-mirror"),
     (re.compile(r"(?i)log|journal|syslog|collector"), "log-collector"),
@@ -119,6 +120,12 @@ _FILE_SUFFIXES = frozenset((
     "crt", "cert", "csr", "log", "db", "d", "service", "timer", "target", "socket", "rules", "gz",
     "xz", "deb", "list", "sources", "toml", "lock", "tar", "zip", "sig", "asc", "pub", "local",
 ))
+# Configuration directives whose argument is an endpoint (chrony, resolv.conf, postfix,
+# journal-upload, apt), in templates and files the roles install.
+_DIRECTIVE = re.compile(
+    r"^(?P<name>server|pool|peer|nameserver|relayhost|smarthost|URL|Server|Address|URIs|deb|"
+    r"deb-src)\s*[=:]?\s*\[?(?P<value>[^\s#\[\]]+)"
+)
 _CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
 
 
@@ -442,13 +449,19 @@ class Scanner:
                 self.add(candidate, source, location, path)
 
     def scan_lines(self, text: str, source: str, location: str) -> None:
-        """URLs on the lines of a template or task file that are not comments."""
+        """URLs, and hosts after endpoint directives, on the non-comment lines of a file."""
         for number, line in enumerate(text.splitlines(), start=1):
             stripped = line.strip()
             if stripped.startswith(("#", "{#", ";", "//")):
                 continue
             for candidate in candidates(stripped, f"line {number}", urls_only=True):
                 self.add(candidate, source, location, f"line {number}")
+            directive = _DIRECTIVE.match(stripped)
+            if directive and "{" not in directive.group("value") and "://" not in stripped:
+                key = f"line {number} ({directive.group('name')})"
+                for candidate in candidates(directive.group("value").strip("\"'"),
+                                            f"{directive.group('name').lower()}_host"):
+                    self.add(candidate, source, location, key)
 
 
 # --------------------------------------------------------------------------- sources
@@ -499,43 +512,61 @@ def scan_allow_list(scanner: Scanner, settings: Any, project_file: Path) -> None
             key=f"citadelle:sovereignty.endpoints[{index}] ({endpoint.name})", **verdict))
 
 
-def scan_backend(scanner: Scanner, env: str, project_file: Path, stack_file: Path,
-                 environ: Mapping[str, str] | None) -> None:
-    decision = decide_backend(env, environ, project_file, stack_file)
-    url = decision.url
+def _backend_host(url: str) -> str:
     parsed = urlsplit(url)
+    if not url:
+        return "api.pulumi.com"
     if parsed.scheme == "s3":
         endpoint_url = (parse_qs(parsed.query).get("endpoint") or [""])[0]
-        host = endpoint_host(endpoint_url) if endpoint_url else "s3.amazonaws.com"
-    elif parsed.scheme == "file":
-        host = "(local file)"
-    else:
-        host = (parsed.hostname or "api.pulumi.com").lower()
-    backend_problems = [p for p in decision.problems if "secretsprovider" not in p]
-    status = "denied" if backend_problems else ("platform" if host == "(local file)"
-                                                else "allowed")
-    key = "PULUMI_BACKEND_URL" if decision.source == "PULUMI_BACKEND_URL" else "backend"
+        return endpoint_host(endpoint_url) if endpoint_url else "s3.amazonaws.com"
+    if parsed.scheme == "file":
+        return "(local file)"
+    return (parsed.hostname or "").lower()
+
+
+def _backend_use(scanner: Scanner, url: str, problems: tuple[str, ...], location: str,
+                 key: str) -> EndpointUse:
+    host = _backend_host(url)
     endpoint = next((e for e in scanner.classifier.endpoints
                      if e.host == host and e.kind == "state-backend"), None)
     provider = scanner.classifier.providers.get(endpoint.provider) if endpoint else None
-    scanner.uses.append(EndpointUse(
+    status = "denied" if problems else ("platform" if host == "(local file)" else "allowed")
+    return EndpointUse(
         value=url or "(none: Pulumi Cloud)", host=host, form="backend", source="backend",
-        location=("environment" if key == "PULUMI_BACKEND_URL" else _relative(project_file)),
-        key=key, status=status, reason="; ".join(backend_problems) or f"from {decision.source}",
+        location=location, key=key, status=status,
+        reason="; ".join(problems) or ("local state" if status == "platform"
+                                       else "state-backend endpoint"),
         endpoint=endpoint.name if endpoint else None,
         provider=provider.name if provider else None,
         jurisdiction=provider.jurisdiction if provider else None,
-    ))
-    secrets_problems = [p for p in decision.problems if "secretsprovider" in p]
+    )
+
+
+def scan_backend(scanner: Scanner, env: str, project_file: Path, stack_file: Path,
+                 environ: Mapping[str, str] | None) -> None:
+    """The backend citadelle selects, the one a plain `pulumi` run selects, the secrets."""
+    decision = decide_backend(env, environ, project_file, stack_file)
+    if decision.source == "PULUMI_BACKEND_URL":
+        where, key = "environment", "PULUMI_BACKEND_URL"
+    else:
+        where, key = _relative(project_file), f"policy for {env}"
+    scanner.uses.append(_backend_use(scanner, decision.url, decision.backend_problems,
+                                     where, key))
+    direct_key = {"Pulumi.yaml backend.url": "backend.url",
+                  "credentials.json current": "credentials.json current"}.get(
+        decision.direct_source, "backend.url (absent)")
+    scanner.uses.append(_backend_use(scanner, decision.direct_url, decision.direct_problems,
+                                     _relative(project_file), direct_key))
     vault = decision.vault_addr
-    vault_host = urlsplit(vault).hostname or "" if vault else "(passphrase)"
+    vault_host = (urlsplit(vault).hostname or "") if vault else "(passphrase)"
     if vault:
         verdict = scanner.classifier.host(vault_host, "secrets")
     else:
         verdict = {"status": "platform", "reason": "passphrase: no outside service",
                    "endpoint": None, "provider": None, "jurisdiction": None}
-    if secrets_problems:
-        verdict = {**verdict, "status": "denied", "reason": "; ".join(secrets_problems)}
+    if decision.secrets_problems:
+        verdict = {**verdict, "status": "denied",
+                   "reason": "; ".join(decision.secrets_problems)}
     scanner.uses.append(EndpointUse(
         value=decision.secrets_provider or "(none)", host=vault_host, form="secrets-provider",
         source="backend", location=_relative(stack_file), key="secretsprovider", **verdict))
