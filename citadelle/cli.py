@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.audit.command",
     "citadelle.inventory",
     "citadelle.checks_runner",
+    "citadelle.deploy",
+    "citadelle.report",
 )
 
 Handler = Callable[[argparse.Namespace], int]
