@@ -260,7 +260,10 @@ def run_gate(
     policies = {p.name: p for p in analyzer.info if levels[p.name] != "disabled"}
     rules = [rule_for(p, levels[p.name]) for p in policies.values()]
     blocking = {r.id: r.blocking for r in rules}
-    remediating = any(levels[name] == "remediate" for name in policies)
+    # Remediate only reaches the types a remediation policy names (the others would answer
+    # nothing, as they do when the engine asks).
+    remediated_types = {t for name, p in policies.items() if levels[name] == "remediate"
+                        for t in p.checks}
 
     analyze, final = engine_resources(recording)
     by_urn = {r.urn: r for r in analyze}
@@ -280,12 +283,17 @@ def run_gate(
         return checks[key]
 
     for resource in analyze:
-        if remediating:
+        if resource.type in remediated_types:
             diagnostics += analyzer.remediate(resource)
-        result = analyzer.analyze(resource)
+    for resource, result in zip(analyze, analyzer.analyze_many(analyze), strict=True):
         diagnostics += result.diagnostics
         for policy in policies.values():
-            if policy.kind == "resource" and policy.name not in result.not_applicable:
+            # A remediation-only policy answers "not applicable" to Analyze: it checked the
+            # resources of its types in the Remediate pass.
+            remediation = levels[policy.name] == "remediate" and resource.type in policy.checks
+            if policy.kind == "resource" and (
+                policy.name not in result.not_applicable or remediation
+            ):
                 check_for(policy.name, resource.urn)
     stack_result = analyzer.analyze_stack(final)
     diagnostics += stack_result.diagnostics
