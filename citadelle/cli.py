@@ -13,6 +13,8 @@ from citadelle.errors import CitadelleError
 # parser to a callable taking the parsed namespace and returning the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.plan",
+    "citadelle.gate",
+    "citadelle.parity",
     "citadelle.pulumi_env",
     "citadelle.sovereignty",
     "citadelle.secretscan",
