@@ -134,7 +134,7 @@ def role_tasks(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
     return result
 
 
-def _synthetic_outputs(env: str) -> dict[str, Any]:
+def synthetic_outputs(env: str) -> dict[str, Any]:
     # One host per node role: enough for pytest to collect every check and its marks offline.
     return {"environment": env, "adminUser": "admin", "adminGroup": "admins",
             "bastion": {"publicIp": "192.0.2.1", "sshPort": 22,
@@ -147,7 +147,7 @@ def check_catalogue(env: str, inventory: Path | None = None) -> list[dict[str, A
     """Every check pytest collects for the environment, with its requirement ids."""
     with tempfile.TemporaryDirectory(prefix="citadelle-catalogue-") as tmp:
         if inventory is None or not inventory.is_file():
-            inventory = write_inventory(env, _synthetic_outputs(env), Path(tmp) / "inv.yml",
+            inventory = write_inventory(env, synthetic_outputs(env), Path(tmp) / "inv.yml",
                                         source="a synthetic host per role").inventory
         out = Path(tmp) / "catalogue.json"
         proc = subprocess.run(

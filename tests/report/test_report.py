@@ -1,0 +1,102 @@
+"""`citadelle report`: every automatable requirement listed with its controls, results and
+waivers; requirements without control shown as such; totals by chapter add up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citadelle.cli import main
+from citadelle.inventory import environment_settings
+from citadelle.report import LEVELS, STATUSES, build_report, render_markdown
+from citadelle.waivers import bp028_reference, snc_reference
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def report(evidence_run: Path, catalogue: list[dict[str, Any]]):
+    return build_report("dev", evidence_run, catalogue=catalogue)
+
+
+def _row(rows, rid):
+    return next(r for r in rows if r.id == rid)
+
+
+def test_lists_every_automatable_snc_requirement(report):
+    expected = [sid for sid, s in snc_reference().items()
+                if s["level"] != "chapter" and s.get("automatable") in (True, "partial")]
+    assert [r.id for r in report.snc] == expected
+
+
+def test_lists_every_bp028_recommendation_at_the_environment_level(report):
+    hardening = environment_settings("dev").hardening
+    top = max(LEVELS.index(hardening.level), LEVELS.index(hardening.bastion_level))
+    expected = [rid for rid, r in bp028_reference().items() if LEVELS.index(r["level"]) <= top]
+    assert [r.id for r in report.bp028] == expected
+    assert _row(report.bp028, "R73").note == "bastion"  # enhanced: the bastion only in dev
+
+
+@pytest.mark.parametrize(("kind", "rid", "status"), [
+    ("snc", "19.2", "failed"),       # the gate flagged a policy citing 19.2.b/19.2.d
+    ("snc", "13.2", "failed"),       # a failing check
+    ("snc", "12.7", "waived"),       # its only result is waived
+    ("snc", "12.8", "passed"),
+    ("snc", "5.1", "no automated control"),
+    ("bp028", "R80", "failed"),
+    ("bp028", "R71", "waived"),
+    ("bp028", "R9", "not run"),      # checks and tasks exist, no result in this run
+])
+def test_status_comes_from_the_latest_results(report, kind, rid, status):
+    assert _row(getattr(report, kind), rid).evidence.status == status
+
+
+def test_controls_are_listed_per_requirement(report):
+    r9 = _row(report.bp028, "R9").evidence
+    assert "test_hardening.py::test_sysctl" in [name for name, _ in r9.checks]
+    assert any(t.startswith("bp028_kernel: ") for t in r9.tasks)
+    snc192 = _row(report.snc, "19.2").evidence
+    assert ("eu-region-allow-list", "violated") in snc192.policies
+    assert "test_localisation.py::test_ntp_servers_are_the_in_region_ones" in [
+        n for n, _ in snc192.checks]
+    waivers = _row(report.snc, "12.8").evidence.waivers
+    assert any("No NTP server is reachable from the lab" in w for w in waivers)
+
+
+@pytest.mark.parametrize("kind", ["snc", "bp028"])
+def test_totals_by_chapter_add_up(report, kind):
+    rows = getattr(report, kind)
+    totals = report.totals(rows)
+    overall = totals.pop("all")
+    assert overall["requirements"] == len(rows)
+    assert sum(c["requirements"] for c in totals.values()) == len(rows)
+    assert Counter(r.evidence.status for r in rows) == Counter(
+        {s: overall[s] for s in STATUSES if overall[s]})
+    for counts in totals.values():
+        assert sum(counts[s] for s in STATUSES) == counts["requirements"]
+        assert counts["automated"] == counts["requirements"] - counts["no automated control"]
+
+
+def test_snc_chapter_totals_match_the_reference(report):
+    sections = snc_reference()
+    per_chapter = Counter(r.group for r in report.snc)
+    assert {c: report.totals(report.snc)[c]["requirements"] for c in per_chapter} == per_chapter
+    assert set(per_chapter) <= {sid for sid, s in sections.items() if s["level"] == "chapter"}
+
+
+def test_markdown_carries_the_same_totals(report):
+    text = render_markdown(report)
+    overall = report.totals(report.snc)["all"]
+    line = next(line for line in text.splitlines() if line.startswith("| All |"))
+    assert line == "| All | " + " | ".join(str(overall[k]) for k in (
+        "requirements", "automated", *STATUSES)) + " |"
+
+
+def test_cli_writes_html_and_markdown(evidence_run: Path, tmp_path: Path, capsys):
+    assert main(["report", "dev", "--run", str(evidence_run), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
+    assert out.startswith("SecNumCloud 3.2: ")
