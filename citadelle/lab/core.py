@@ -43,6 +43,7 @@ from citadelle.lab.image import (
 from citadelle.lab.outputs import ROLES, Clone, LabInventory, write_outputs
 from citadelle.lab.qmp import QMP
 from citadelle.lab.vm import (
+    SET_CLOCK_LINES,
     UNIX_PATH_MAX,
     MachineSpec,
     SSHTarget,
@@ -57,6 +58,7 @@ from citadelle.lab.vm import (
     socket_dir,
     ssh_run,
     sudo_script,
+    sudo_script_with_clock,
     vm_args,
     wait_for_ssh,
 )
@@ -325,11 +327,13 @@ class Lab:
         wait_for_ssh(target, pid, marker, directory / "console.log", RESTORE_SSH_TIMEOUT_S)
         restored = time.time() - started
         host_keys = self._host_keys(directory / "hostkeys", name)
-        proc = sudo_script(target, self.credentials().password,
-                           self._setup_script(name, host_keys))
+        proc = sudo_script_with_clock(target, self.credentials().password,
+                                      self._setup_script(name, host_keys))
         if proc.returncode != 0:
             raise CitadelleError(f"lab clone {name!r}: setup over SSH failed: "
                                  + (proc.stderr.strip().splitlines() or ["?"])[-1])
+        # sshd re-executes on reload: the clone is ready once it answers with its new keys.
+        wait_for_ssh(target, pid, marker, directory / "console.log", RESTORE_SSH_TIMEOUT_S)
         addresses = proc.stdout.split()
         clone = Clone(name=name, role=role, port=port, pid=pid,
                       private_ip=addresses[-1] if addresses else "",
@@ -360,8 +364,6 @@ class Lab:
     def _setup_script(name: str, host_keys: Mapping[str, str]) -> str:
         lines = [
             "set -e",
-            # The restored clock is the golden VM's: take the host's, as close to now as we can.
-            f"date -u -s @{time.time():.3f} >/dev/null",
             f"printf '%s\\n' {name} > /etc/hostname",
             f"hostname {name}",
             f"sed -i 's/^127\\.0\\.1\\.1.*/127.0.1.1\\t{name}/' /etc/hosts",
@@ -374,6 +376,8 @@ class Lab:
         lines += [
             "chmod 0644 /etc/ssh/ssh_host_*_key.pub",
             "systemctl reload ssh",
+            # The restored clock is the golden VM's: take the host's.
+            *SET_CLOCK_LINES,
             "ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1",
         ]
         return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +229,40 @@ def sudo_script(target: SSHTarget, password: str, script: str,
     """Run a shell script as root: sudo reads the password line, then sh reads the script."""
     return ssh_run(target, "sudo -S -p '' sh -s", stdin=f"{password}\n{script}",
                    timeout=timeout)
+
+
+CLOCK_READY = "citadelle-lab-clock-ready"
+# Script lines that take the host's clock: the host sends its time only once the guest asks,
+# so neither SSH nor sudo latency ends up in the guest's clock.
+SET_CLOCK_LINES: tuple[str, ...] = (
+    f"echo {CLOCK_READY}", "read -r now", 'date -u -s "@$now" >/dev/null')
+
+
+def sudo_script_with_clock(target: SSHTarget, password: str, script: str,
+                           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """:func:`sudo_script` for a script containing :data:`SET_CLOCK_LINES`."""
+    argv = target.command("sudo -S -p '' sh -s")
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        proc.stdin.write(f"{password}\n{script}")
+        proc.stdin.flush()
+        before = []
+        for line in proc.stdout:
+            if line.strip() == CLOCK_READY:
+                proc.stdin.write(f"{time.time():.6f}\n")
+                proc.stdin.flush()
+                break
+            before.append(line)
+        proc.stdin.close()
+        proc.stdin = None  # communicate() would flush the closed pipe
+        out, err = proc.communicate()
+    finally:
+        timer.cancel()
+    return subprocess.CompletedProcess(argv, proc.returncode, "".join(before) + out, err)
 
 
 def console_tail(serial: Path, lines: int = 5) -> str:
