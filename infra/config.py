@@ -444,7 +444,7 @@ class Quotas(_Model):
 
 class KubernetesSettings(_Model):
     mode: Literal["magnum", "existing"] = "magnum"
-    version: str = Field(pattern=r"^v1\.\d+\.\d+$", description="pinned Kubernetes (kube_tag)")
+    version: str = Field(description="pinned Kubernetes version (Magnum kube_tag)")
     master_count: int = Field(default=3, ge=1, le=7)
     master_flavor: str = "b3-16"
     node_groups: tuple[NodeGroup, ...] = Field(min_length=1)
@@ -477,6 +477,14 @@ class KubernetesSettings(_Model):
             raise ValueError(f"master_count {value} is even; etcd quorum needs 1, 3, 5 or 7")
         return value
 
+    @field_validator("version")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not re.fullmatch(r"v1\.\d+\.\d+", value):
+            raise ValueError("not a pinned Kubernetes version; allowed: v1.<minor>.<patch>, "
+                             "e.g. v1.31.4")
+        return value
+
     @field_validator("node_groups")
     @classmethod
     def _unique_groups(cls, value: tuple[NodeGroup, ...]) -> tuple[NodeGroup, ...]:
@@ -485,18 +493,6 @@ class KubernetesSettings(_Model):
         if duplicates:
             raise ValueError(f"duplicate node group name(s) {duplicates}")
         return value
-
-    @model_validator(mode="after")
-    def _versions(self) -> KubernetesSettings:
-        minor = int(self.version.split(".")[1])
-        if self.pod_security_version is not None:
-            psa_minor = int(self.pod_security_version.split(".")[1])
-            if psa_minor > minor:
-                raise ValueError(
-                    f"kubernetes.podSecurityVersion {self.pod_security_version} is newer than "
-                    f"the cluster {self.version}; allowed: v1.{minor} or older"
-                )
-        return self
 
     @property
     def psa_version(self) -> str:
@@ -582,26 +578,27 @@ class Settings(_Model):
                 raise ValueError(f"sovereignty.endpoints has no {kind!r} endpoint for {env}")
         return self
 
-    @field_validator("workspaces")
-    @classmethod
-    def _unique_workspaces(cls, value: tuple[Workspace, ...]) -> tuple[Workspace, ...]:
-        ids = [w.id for w in value]
+    @model_validator(mode="after")
+    def _kubernetes_checks(self) -> Settings:
+        ids = [w.id for w in self.workspaces]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(
-                f"duplicate workspace id(s) {', '.join(duplicates)}; each approved project has "
-                "exactly one workspace"
+                f"workspaces duplicate workspace id(s) {', '.join(duplicates)}; each approved "
+                "project has exactly one workspace"
             )
-        return value
-
-    @model_validator(mode="after")
-    def _kubernetes_checks(self) -> Settings:
         k8s = self.kubernetes
         registries = self.endpoint_hosts("container-registry")
         if k8s.registry not in registries:
             raise ValueError(
                 f"kubernetes.registry {k8s.registry!r} is not an allow-listed container-registry "
                 f"endpoint for {self.environment} (allowed: {', '.join(registries)})"
+            )
+        minor = int(k8s.version.split(".")[1])
+        if k8s.pod_security_version and int(k8s.pod_security_version.split(".")[1]) > minor:
+            raise ValueError(
+                f"kubernetes.podSecurityVersion {k8s.pod_security_version} is newer than the "
+                f"cluster {k8s.version}; allowed: v1.{minor} or older"
             )
         if "kubernetes" not in self.keys.purposes:
             raise ValueError(

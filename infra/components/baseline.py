@@ -2,14 +2,14 @@
 
 - Every namespace the program declares enforces, audits and warns Pod Security Admission
   ``restricted`` at a pinned version (no privileged, hostPath, hostNetwork or root container:
-  BP-028 R4x container guidance, SecNumCloud 12.x); the only exceptions are the system
+  SecNumCloud 9.7 isolation); the only exceptions are the system
   namespaces named in config with a reason, which the program does not declare.
 - Every namespace starts with a default-deny ingress and egress NetworkPolicy (SecNumCloud
-  12.2); only the flows it needs are added: DNS to kube-system, the edge to the ingress
+  13.2); only the flows it needs are added: DNS to kube-system, the edge to the ingress
   controller, the ingress controller to the platform's backends, the backends to the data tier.
 - RBAC: operators read the whole cluster except secrets and run the platform's namespaces;
   auditors read the same, nothing more; research projects act only in their own workspace
-  (SecNumCloud 9.x least privilege). No binding to ``cluster-admin``. Default service accounts
+  (SecNumCloud 9.3 least privilege). No binding to ``cluster-admin``. Default service accounts
   never automount a token.
 - ResourceQuota and LimitRange in every namespace; LoadBalancer Services nowhere and NodePort
   only in the ingress namespace, enforced by quota and by a ValidatingAdmissionPolicy.
@@ -388,7 +388,7 @@ def service_exposure_policy() -> dict[str, Any]:
                 "load balancer is the platform's only entry",
             }
         ],
-        "SecNumCloud 12.2: no Service exposed outside the edge",
+        "SecNumCloud 13.2: no Service exposed outside the edge",
     )
 
 

@@ -4,9 +4,9 @@ Two modes, chosen in stack config (``citadelle:kubernetes.mode``):
 
 - ``magnum``: an OpenStack Magnum ClusterTemplate and Cluster in the app tier of the landing
   zone: no floating IP on masters or nodes, the API behind a private Octavia load balancer
-  (SecNumCloud 12.2), masters and worker node groups spread over the availability zones
-  (SecNumCloud 17.x), a pinned Kubernetes version, the hardened image, etcd and boot volumes of
-  the LUKS volume type (SecNumCloud 10.1) and API audit logging on (SecNumCloud 12.x). The label
+  (SecNumCloud 13.2), masters and worker node groups spread over the availability zones
+  (SecNumCloud 17.4), a pinned Kubernetes version, the hardened image, etcd and boot volumes of
+  the LUKS volume type (SecNumCloud 10.1) and API audit logging on (SecNumCloud 12.6). The label
   names are those of the Cluster API driver (magnum-cluster-api); docs/kubernetes.md lists them.
 - ``existing``: a cluster run by the provider or by the team; its kubeconfig is the config
   secret ``citadelle:kubeconfig``.

@@ -5,8 +5,8 @@ another's resources:
 
 - a namespace ``ws-<id>`` under PSA ``restricted``, annotated with its approval reference,
   expiry date and extractions (the policy gate refuses it once expired);
-- default-deny ingress and egress; egress only to DNS and to the object-storage endpoint on
-  443 (SecNumCloud 12.2): no policy ever names another namespace except kube-system's DNS;
+- default-deny ingress and egress; one policy allows egress to DNS and to the object-storage
+  endpoint on 443 only (SecNumCloud 9.7, 13.2): no policy names another namespace but kube-system;
 - a RoleBinding of the project's members group to the research ClusterRole, in this
   namespace only; the default service account mounts no token;
 - ResourceQuota and LimitRange from the approved quotas (no LoadBalancer, no NodePort);
@@ -29,6 +29,7 @@ import pulumi_random as random
 from infra.components.baseline import (
     RESEARCH_ROLE,
     NamespaceQuota,
+    allow_dns,
     network_policy,
     no_token_automount,
     restricted_namespace,
@@ -65,17 +66,14 @@ def container_name(prefix: str, workspace_id: str) -> str:
     return f"{prefix}-ws-{workspace_id}"
 
 
-def storage_egress(ns: str, cidrs: tuple[str, ...]) -> dict[str, Any]:
-    return network_policy(
-        ns,
-        "allow-object-storage",
-        egress=[
-            {
-                "to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs],
-                "ports": [{"protocol": "TCP", "port": HTTPS_PORT}],
-            }
-        ],
-    )
+def workspace_egress(ns: str, cidrs: tuple[str, ...]) -> dict[str, Any]:
+    """The workspace's whole outside world: cluster DNS and the object-storage endpoint."""
+    dns = allow_dns(ns)["spec"]["egress"]
+    storage = {
+        "to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs],
+        "ports": [{"protocol": "TCP", "port": HTTPS_PORT}],
+    }
+    return network_policy(ns, "allow-egress", egress=[*dns, storage])
 
 
 def workspace_manifests(args: WorkspaceArgs) -> list[dict[str, Any]]:
@@ -90,9 +88,9 @@ def workspace_manifests(args: WorkspaceArgs) -> list[dict[str, Any]]:
         "citadelle.io/storage-endpoint": args.object_storage_url,
     }
     objects = restricted_namespace(ns, args.psa_version, quota=args.quota, labels=labels,
-                                   annotations=annotations)
+                                   annotations=annotations, dns=False)
     objects += [
-        storage_egress(ns, args.object_storage_cidrs),
+        workspace_egress(ns, args.object_storage_cidrs),
         role_binding(ns, "research-members", RESEARCH_ROLE, args.members_group),
     ]
     return objects
