@@ -262,7 +262,7 @@ def build_image(images_dir: Path, cache_dir: Path, recipe: ImageRecipe,
     digest = recipe_hash(recipe)
     final = images_dir / digest
     work = images_dir / f"{digest}.build"
-    shutil.rmtree(work, ignore_errors=True)
+    _remove_build_dir(work)
     shutil.rmtree(final, ignore_errors=True)
     rootfs = work / "rootfs"
     rootfs.mkdir(parents=True)
@@ -323,6 +323,16 @@ def _make_disk(rootfs: Path, work: Path, recipe: ImageRecipe) -> None:
     _run([tool("qemu-img"), "convert", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
          what="qemu-img convert")
     raw.unlink()
+
+
+def _remove_build_dir(work: Path) -> None:
+    """Delete a previous build, first unmounting what an interrupted debootstrap left mounted
+    in it (/proc, /sys): rmtree must never walk into the host's proc or sys filesystems."""
+    prefix = str(work.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+        _run([tool("umount"), "--lazy", mount], what=f"umount {mount}")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _tree_size(root: Path) -> int:
