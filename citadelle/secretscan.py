@@ -76,11 +76,21 @@ _SENSITIVE = (
 SENSITIVE_NAME = re.compile(rf"(?i)(?:{_SENSITIVE})$")
 ENTROPY_NAME = re.compile(r"(?i)(key|secret|token|pass|pwd|cred|auth|salt|cookie|session)")
 # name [:=] value, in YAML, ini, env files, shell, Python/TOML (quoted) and JSON.
+# A lookahead so that "login: db_password=..." yields both assignments.
 ASSIGNMENT = re.compile(
-    r"""(?P<name>[A-Za-z_][\w.-]*)["']?\s*(?::|=|:=)\s*(?P<q>["']?)(?P<value>[^"'\s#,;}]*)(?P=q)"""
+    r"""(?<![\w.-])(?=(?P<name>[A-Za-z_][\w.-]*)["']?\s*(?::|=|:=)\s*(?P<q>["']?)"""
+    r"""(?P<value>[^"'\s#,;}]*)(?P=q))"""
 )
 URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://(?P<user>[^/\s:@'\"]+):(?P<pw>[^/\s@'\"]+)@")
-_TEMPLATE = re.compile(r"\{\{.*\}\}|\$\{.*\}|^\$[A-Za-z_]\w*$|^%\(\w+\)s$|^<[^>]+>$|lookup\(")
+_TEMPLATE = re.compile(
+    r"\{\{.*\}\}|^\$\{|^\$[A-Za-z_]\w*$|^%\(\w+\)s$|^<[^>]+>$|lookup\(|^\{[^{}]+\}$"
+)
+# Self-describing wrong credentials, as tests of a refusal use them.
+_INVALID_ON_PURPOSE = re.compile(
+    r"(?i)^(wrong|bad|invalid|fake|dummy|not-a|expired|revoked)[-_]?"
+    r"(password|passphrase|secret|token|key|credentials?)$"
+)
+_PATH = re.compile(r"^(/|\./|~/)[\w.@-]+(/[\w.@-]*)*$")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
 # Code and prose: a bare word after "password:" is a variable or a sentence, not a literal.
 _CODE_SUFFIXES = {".py", ".pyi", ".js", ".ts", ".go", ".rs", ".java", ".md", ".rst", ".txt",
@@ -110,7 +120,12 @@ def is_reference(value: str) -> bool:
         return True
     if any(stripped.startswith(m) for m in _MASKS) or _TEMPLATE.search(stripped):
         return True
-    if stripped.startswith(("/", "./", "~/", "file:", "vault:", "secure:", "!vault")):
+    if _INVALID_ON_PURPOSE.match(stripped):
+        return True
+    if stripped.startswith(("file:", "vault:", "secure:", "!vault")):
+        return True
+    # A path names where a secret lives; a random string that happens to start with "/" does not.
+    if _PATH.match(stripped) and not _high_entropy(stripped.replace("/", "")):
         return True
     return bool(_ENV_NAME.match(stripped))
 
@@ -118,7 +133,8 @@ def is_reference(value: str) -> bool:
 def _high_entropy(value: str) -> bool:
     if len(value) < 20 or not re.fullmatch(r"[A-Za-z0-9+/=_-]+", value):
         return False
-    if not (re.search(r"[A-Za-z]", value) and re.search(r"\d", value)):
+    has_digit = re.search(r"\d", value) is not None
+    if not re.search(r"[A-Za-z]", value) or (not has_digit and len(value) < 32):
         return False
     if re.fullmatch(r"[0-9a-f]+", value):  # hex digests and ids: only long ones carry a secret
         return len(value) >= 40 and shannon_entropy(value) >= 3.5
