@@ -13,6 +13,7 @@ from citadelle.errors import CitadelleError
 # parser to a callable taking the parsed namespace and returning the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.plan",
+    "citadelle.render",
     "citadelle.gate",
     "citadelle.parity",
     "citadelle.pulumi_env",
