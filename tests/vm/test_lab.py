@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -247,3 +248,32 @@ def test_down_kills_the_clone_by_pid(lab: Lab, lab_clones):
     assert not Path(f"/proc/{clone.pid}").exists()
     assert not clone.directory.exists()
     assert "lab-gone" not in json.loads(inventory.stack_outputs.read_text())["servers"]
+
+
+FAILING_TEST = '''
+import os
+from pathlib import Path
+
+
+def test_fails_while_holding_a_clone(lab_clones):
+    inventory = lab_clones({"doomed": "node"})
+    Path(os.environ["CITADELLE_TEST_PID_FILE"]).write_text(str(inventory.clone("doomed").pid))
+    assert inventory.clone("doomed").port == 0  # fails on purpose
+'''
+
+
+@pytest.mark.vm
+def test_fixtures_kill_their_clones_when_a_test_fails(tmp_path: Path):
+    conftest = Path(__file__).with_name("conftest.py")
+    (tmp_path / "conftest.py").write_text(conftest.read_text())
+    (tmp_path / "test_failing.py").write_text(FAILING_TEST)
+    pid_file = tmp_path / "pid"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(tmp_path), "--basetemp", str(tmp_path / "base"), str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+        env={**os.environ, "CITADELLE_TEST_PID_FILE": str(pid_file)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 failed" in proc.stdout
+    pid = int(pid_file.read_text())
+    assert not Path(f"/proc/{pid}").exists()
