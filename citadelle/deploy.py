@@ -197,8 +197,9 @@ def run_pipeline(run: Run, first: str = STEPS[0], last: str = STEPS[-1],
                  echo: Callable[[str], Any] = print) -> int:
     """Run steps ``first``..``last`` in order; stop at the first failure."""
     selected = STEPS[STEPS.index(first): STEPS.index(last) + 1]
-    for name in STEPS:
-        if name not in selected and run.steps[name].status in ("pending", "running"):
+    # Earlier steps this run never ran (a run started from saved outputs) are marked skipped.
+    for name in STEPS[: STEPS.index(first)]:
+        if run.steps[name].status in ("pending", "running"):
             run.steps[name].status = "skipped"
     echo(f"deploy {run.env} (target {run.target}): run folder {run.directory}")
     for name in selected:

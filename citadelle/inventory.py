@@ -424,7 +424,8 @@ def write_inventory(env: str, raw_outputs: Any, out: Path, *, source: str,
         extra_vars=extra_vars)
     files = InventoryFiles(out, out.parent / "ssh_config", out.parent / "known_hosts")
     header = HEADER.format(env=env, source=source)
-    _write(files.inventory, header + "---\n" + yaml.dump(inventory, Dumper=_NoAliasDumper, sort_keys=False))
+    body = yaml.dump(inventory, Dumper=_NoAliasDumper, sort_keys=False)
+    _write(files.inventory, header + "---\n" + body)
     _write(files.ssh_config, ssh_config)
     _write(files.known_hosts, known_hosts)
     return files
