@@ -113,11 +113,13 @@ def requirement_ids(item: pytest.Item) -> list[str]:
     return sorted(set(ids))
 
 
-def _target_of(item: pytest.Item) -> Target | None:
+def _param(item: pytest.Item, name: str) -> Any:
     callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    target = callspec.params.get("target")
+    return None if callspec is None else callspec.params.get(name)
+
+
+def _target_of(item: pytest.Item) -> Target | None:
+    target = _param(item, "target")
     return target if isinstance(target, Target) else None
 
 
@@ -127,8 +129,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     today = config.stash[_TODAY]
     # No waiver file entry: the waiver check has nothing to judge (not a skip to report).
     empty = [i for i in items if "waiver" in getattr(i, "fixturenames", ())
-             and not isinstance(getattr(i, "callspec", None) and i.callspec.params.get("waiver"),
-                                Waiver)]
+             and not isinstance(_param(i, "waiver"), Waiver)]
     if empty:
         config.hook.pytest_deselected(items=empty)
         items[:] = [i for i in items if i not in empty]
