@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sysconfig
@@ -383,7 +384,22 @@ def run_pulumi(env: str, args: Sequence[str], project_file: Path = paths.PROJECT
 # --------------------------------------------------------------------------- CLI
 
 
+def export_lines(env: str, environ: Mapping[str, str] | None = None,
+                 project_file: Path = paths.PROJECT_FILE) -> list[str]:
+    """Shell lines that give a plain `pulumi -s ENV` the environment citadelle would use."""
+    environ = os.environ if environ is None else environ
+    variables = ensure_sovereign_backend(env, environ, project_file)
+    variables |= {s.name: s.value for s in QUIET_SETTINGS} | {
+        "ANSIBLE_COLLECTIONS_PATH": _collections_path()}
+    lines = [f"unset {' '.join(NEVER_PASSED)}"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(variables.items())]
+    return lines
+
+
 def _backend(args: argparse.Namespace) -> int:
+    if args.export:
+        print("\n".join(export_lines(args.env, project_file=Path(args.project))))
+        return 0
     decision = decide_backend(args.env, project_file=Path(args.project))
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
@@ -419,6 +435,9 @@ def register(subparsers: Any) -> None:
     )
     backend.add_argument("env", help="environment (stack): dev, mirror or prod")
     backend.add_argument("--json", action="store_true", help="print the decision as JSON")
+    backend.add_argument("--export", action="store_true",
+                         help="print shell exports for a plain `pulumi -s ENV` (eval them); "
+                         "refuses when the backend is not allowed")
     backend.add_argument("--project", default=str(paths.PROJECT_FILE), help=argparse.SUPPRESS)
     backend.set_defaults(func=_backend)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,25 @@ def test_quiet_env_drops_pulumi_cloud_credentials(name):
 def test_each_quiet_setting_is_documented(setting):
     docs = (paths.REPO_ROOT / "docs" / "sovereignty.md").read_text(encoding="utf-8")
     assert f"`{setting.name}`" in docs
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_export_gives_a_plain_pulumi_the_same_environment(env_name, environ):
+    env = environ(PULUMI_ACCESS_TOKEN="pul-" + "0" * 40)
+    script = f'eval "$("{sys.executable}" -m citadelle backend {env_name} --export)" && env -0'
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                            cwd=paths.REPO_ROOT, timeout=120, check=True)
+    child = dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+    decision = decide_backend(env_name, environ())
+    assert child["PULUMI_BACKEND_URL"] == decision.url
+    assert child.get("VAULT_ADDR") == decision.vault_addr
+    assert child["PULUMI_SKIP_UPDATE_CHECK"] == "true"
+    assert "PULUMI_ACCESS_TOKEN" not in child
+
+
+def test_export_refuses_a_foreign_backend(cli, environ):
+    result = cli(["backend", "prod", "--export"],
+                 environ(PULUMI_BACKEND_URL="https://api.pulumi.com"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("citadelle: error: refusing to run pulumi for prod")
