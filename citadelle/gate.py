@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -36,6 +34,7 @@ from citadelle.findings import Check, Finding, Rule
 from citadelle.junit import to_junit, write_junit
 from citadelle.offline import RecordedResource, Recording
 from citadelle.plan import plan_stack
+from citadelle.pulumi_env import run_pulumi
 from citadelle.sarif import to_sarif, write_sarif
 from citadelle.stackconfig import StackConfig, load_stack_config
 from infra.components.baseline import INGRESS_NAMESPACE
@@ -430,26 +429,24 @@ def _write_config(config: Mapping[str, Any], path: Path) -> None:
 
 
 def run_pulumi_preview(args: argparse.Namespace) -> int:
-    """The same gate through the real CLI: `pulumi preview --policy-pack policies/`."""
-    pulumi = shutil.which("pulumi")
-    if pulumi is None:
+    """The same gate through the real CLI: `pulumi preview --policy-pack policies/`, on the
+    environment's sovereign backend with the quiet tool-chain environment (pulumi_env)."""
+    if shutil.which("pulumi") is None:
         raise CitadelleError(
-            "--engine pulumi needs the Pulumi CLI on PATH (https://www.pulumi.com/docs/install/); "
-            "without it, run the offline gate: citadelle gate " + args.env
+            "--engine pulumi needs the Pulumi CLI on PATH (install it from the in-region "
+            "mirror, docs/sovereignty.md); without it, run the offline gate: "
+            f"citadelle gate {args.env}"
         )
-    program = Path(args.program) if args.program else paths.REPO_ROOT
+    project_file = (Path(args.program) / "Pulumi.yaml") if args.program else paths.PROJECT_FILE
     config = (load_policy_config(Path(args.policy_config)) if args.policy_config
               else policy_config_for(args.env))
     with tempfile.TemporaryDirectory(prefix="citadelle-gate-") as tmp:
         config_file = Path(tmp) / "policy-config.json"
         _write_config(config, config_file)
-        command = [pulumi, "preview", "--non-interactive", "-s", args.env,
-                   "--policy-pack", str(paths.POLICY_DIR),
-                   "--policy-pack-config", str(config_file)]
-        env = dict(os.environ, PULUMI_SKIP_UPDATE_CHECK="true")
-        print("running: " + " ".join(command))
-        completed = subprocess.run(command, cwd=program, env=env, check=False)
-    return 0 if completed.returncode == 0 else 1
+        code = run_pulumi(args.env, ["preview", "--non-interactive",
+                                     "--policy-pack", str(paths.POLICY_DIR),
+                                     "--policy-pack-config", str(config_file)], project_file)
+    return 0 if code == 0 else 1
 
 
 def _handle_gate(args: argparse.Namespace) -> int:

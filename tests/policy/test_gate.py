@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -234,3 +235,27 @@ def test_every_policy_carries_its_metadata(analyzer):
         assert policy.enforcement in ("mandatory", "remediate")
         assert policy.remediation
         assert policy.framework == "SecNumCloud" and policy.framework_version == "3.2"
+
+
+def test_engine_pulumi_runs_preview_with_the_pack_and_generated_config(tmp_path, monkeypatch):
+    # A stand-in `pulumi` (the real CLI is not installed here): it records its arguments and
+    # the policy config file it was given.
+    record = tmp_path / "record.json"
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        "args = sys.argv[1:]\n"
+        "config = open(args[args.index('--policy-pack-config') + 1]).read()\n"
+        f"json.dump({{'args': args, 'config': json.loads(config)}}, open({str(record)!r}, 'w'))\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    assert main(["gate", "dev", "--engine", "pulumi"]) == 0
+    seen = json.loads(record.read_text())
+    args = seen["args"]
+    assert args[:2] == ["preview", "--non-interactive"]
+    assert args[args.index("--policy-pack") + 1] == str(paths.POLICY_DIR)
+    assert args[args.index("--stack") + 1] == "dev"
+    assert seen["config"] == policy_config_for("dev")
