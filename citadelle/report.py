@@ -346,7 +346,9 @@ tr.all td{font-weight:600;background:#f6f8fa}
 .status{font-weight:600;white-space:nowrap}
 .s-passed{color:#116329}.s-failed{color:#a40e26}.s-waived{color:#7d4e00}
 .s-not-run{color:#57606a}.s-no-automated-control{color:#6639ba}
-ul{margin:0;padding-left:1.1rem}li{margin:.1rem 0}code{font-size:.8rem}
+ul{margin:0;padding-left:1.1rem}li{margin:.1rem 0}code{font-size:.8rem;overflow-wrap:anywhere}
+table[id^="requirements-"] td:nth-child(5){min-width:13rem}
+table[id^="requirements-"] td:nth-child(7){min-width:22rem}
 """
 
 
