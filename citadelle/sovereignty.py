@@ -616,6 +616,13 @@ def scan_playbooks(scanner: Scanner, playbooks_dir: Path) -> None:
             scanner.scan_data(document, "playbooks", _relative(path))
 
 
+def scan_manifests(scanner: Scanner, directory: Path) -> None:
+    """Rendered Kubernetes manifests (`citadelle render`, pulumi-kubernetes render directory)."""
+    for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
+        for document in _yaml_documents(path):
+            scanner.scan_data(document, "kubernetes", _relative(path), images=True)
+
+
 def inventory_variables(env: str, settings: Any, recording: Recording) -> dict[str, Any]:
     """The variables the generated inventory hands the roles, from the plan's stack outputs."""
     # Offline the bastion's host key does not exist yet; an ephemeral one lets the inventory
@@ -647,6 +654,7 @@ def sovereignty_report(
     recording: Recording | None = None,
     roles_dir: Path = paths.ROLES_DIR,
     playbooks_dir: Path = paths.PLAYBOOKS_DIR,
+    manifests_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Report:
     """Every endpoint ``env`` uses, classified against its allow-list."""
@@ -667,6 +675,8 @@ def sovereignty_report(
     if playbooks_dir.is_dir():
         scan_playbooks(scanner, playbooks_dir)
     scan_inventory(scanner, env, settings, recording)
+    if manifests_dir is not None:
+        scan_manifests(scanner, manifests_dir)
     allow_list = []
     for endpoint in settings.sovereignty.endpoints:
         if env not in endpoint.environments:
@@ -744,6 +754,14 @@ def write_sarif(report: Report, path: Path) -> None:
     sarif.write_sarif(path, document)
 
 
+def _directory(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise CitadelleError(f"--manifests {value}: no such directory (write it with "
+                             "`citadelle render ENV --out DIR`)")
+    return path
+
+
 def _handle(args: argparse.Namespace) -> int:
     recording = None
     if args.recording:
@@ -759,6 +777,7 @@ def _handle(args: argparse.Namespace) -> int:
         recording=recording,
         roles_dir=Path(args.roles),
         playbooks_dir=Path(args.playbooks),
+        manifests_dir=_directory(args.manifests) if args.manifests else None,
     )
     print(render_table(report, show_all=not args.denied_only))
     for use in report.denied:
@@ -785,6 +804,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--recording", metavar="FILE",
                         help="scan this recorded plan (citadelle plan ENV --json) instead of "
                         "planning again")
+    parser.add_argument("--manifests", metavar="DIR",
+                        help="also scan rendered Kubernetes manifests (citadelle render ENV "
+                        "--out DIR, or pulumi-kubernetes' render directory)")
     parser.add_argument("--project", default=str(paths.PROJECT_FILE),
                         help="the Pulumi.yaml of the project (default: this repository's)")
     parser.add_argument("--stack-config", metavar="FILE",

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
 from citadelle import paths
+from citadelle.cli import main
 from citadelle.secretscan import repo_files, scan_data, scan_file, scan_paths, scan_plan
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("10.5.a", "19.6.c")]
@@ -111,14 +112,16 @@ def test_scanner_catches_planted_secret(sample, tmp_path):
 
 
 @pytest.mark.parametrize("sample", PLANTED.values(), ids=list(PLANTED))
-def test_cli_reports_without_printing_the_secret(sample, tmp_path, cli, environ):
+def test_cli_reports_without_printing_the_secret(sample, tmp_path, capsys):
     name, content, rule, _, secret = sample()
     target = tmp_path / name
     target.write_text(content)
-    result = cli(["secretscan", str(target)], environ())
-    assert result.returncode == 1
-    assert f": {rule}: " in result.stdout
-    assert secret.strip()[4:] not in result.stdout
+    assert main(["secretscan", str(target), "--json", str(tmp_path / "findings.json")]) == 1
+    out = capsys.readouterr().out
+    assert f": {rule}: " in out
+    assert out.rstrip().endswith(f"secretscan: 1 finding(s) in {target}")
+    assert secret.strip()[4:] not in out
+    assert secret.strip()[4:] not in (tmp_path / "findings.json").read_text()
 
 
 def test_secret_payload_in_clear_in_a_recording_is_found():

@@ -376,3 +376,23 @@ def test_undeclared_host_inside_a_provider_domain_is_denied():
 def test_report_path_is_relative_for_repository_files(recordings):
     report = sovereignty_report("dev", recording=recordings("dev"))
     assert all(not Path(u.location).is_absolute() for u in report.uses)
+
+
+def test_rendered_manifests_are_scanned(tmp_path, recordings):
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    (rendered / "ok.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "endpoints"},
+         "data": {"collectorUrl": "https://logs.citadelle.internal:19532"}}))
+    (rendered / "leak.yaml").write_text(yaml.safe_dump_all([
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "exporter"},
+         "spec": {"template": {"spec": {"containers": [
+             {"name": "x", "image": "quay.io/prometheus/node-exporter:v1.8.2"}]}}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "telemetry"},
+         "data": {"endpoint": "https://otel.example.com:4318"}},
+    ]))
+    report = sovereignty_report("dev", recording=recordings("dev"), manifests_dir=rendered)
+    assert sorted((Path(u.location).name, u.key, u.host) for u in report.denied) == [
+        ("leak.yaml", "data.endpoint", "otel.example.com"),
+        ("leak.yaml", "spec.template.spec.containers[0].image", "quay.io")]
+    assert any(u.location.endswith("ok.yaml") and u.status == "allowed" for u in report.uses)
