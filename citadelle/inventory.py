@@ -175,9 +175,9 @@ def pulumi_cli(environment: Mapping[str, str]) -> str:
     executable = shutil.which("pulumi", path=environment.get("PATH"))
     if executable is None:
         raise CitadelleError(
-            "the Pulumi CLI is not on PATH (needed for stack outputs and `pulumi up`); install "
-            "it from the in-region mirror (docs/sovereignty.md), pass saved outputs with "
-            "--from FILE, or use --target lab")
+            "the Pulumi CLI is not on PATH (needed to read the stack outputs); install it from "
+            "the in-region mirror (docs/sovereignty.md) or pass saved outputs with --from FILE "
+            "(the lab's: .lab/stack-outputs.json)")
     return executable
 
 

@@ -172,3 +172,13 @@ def test_lab_outputs_reach_clones_directly(tmp_path: Path) -> None:
 def test_regenerating_gives_the_same_inventory(tmp_path: Path) -> None:
     first = _write(tmp_path, dev_outputs())[1].read_text()
     assert _write(tmp_path, dev_outputs())[1].read_text() == first
+
+
+def test_without_saved_outputs_the_pulumi_cli_is_required(tmp_path: Path, monkeypatch,
+                                                           capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["inventory", "dev", "--out", str(tmp_path / "inventory.yml")]) == 2
+    assert capsys.readouterr().err == (
+        "citadelle: error: the Pulumi CLI is not on PATH (needed to read the stack outputs); "
+        "install it from the in-region mirror (docs/sovereignty.md) or pass saved outputs with "
+        "--from FILE (the lab's: .lab/stack-outputs.json)\n")
