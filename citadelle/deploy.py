@@ -1,6 +1,6 @@
 """`citadelle deploy ENV`: policy gate -> pulumi up -> inventory -> hardening -> checks -> report.
 
-Each run has its own folder ``runs/<env>-<UTC time>/`` holding ``run.json`` (every step's status,
+Each run has its own folder ``runs/<UTC time>-<env>/`` holding ``run.json`` (every step's status,
 duration and reason) and the artefacts of each step: the gate's SARIF and JUnit, the stack
 outputs, the generated inventory, ansible-runner's folder, the checks' JUnit and log, and the
 evidence report. The pipeline stops at the first failing step and says why; ``--from-step STEP``
@@ -71,11 +71,11 @@ class Run:
     @classmethod
     def create(cls, env: str, target: str, base: Path = paths.RUNS_DIR) -> Run:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        directory = base / f"{env}-{stamp}"
+        directory = base / f"{stamp}-{env}"
         suffix = 1
         while directory.exists():
             suffix += 1
-            directory = base / f"{env}-{stamp}-{suffix}"
+            directory = base / f"{stamp}.{suffix}-{env}"
         directory.mkdir(parents=True)
         run = cls(env, target, directory, {name: StepRecord(name) for name in STEPS})
         run.save()
@@ -253,7 +253,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "deploy", help="gate, pulumi up, inventory, hardening, checks and evidence report",
         description="The deploy pipeline: " + " -> ".join(STEPS) + ". Each run's logs and "
-        "artefacts land in runs/ENV-<UTC time>/; the pipeline stops at the first failing step.")
+        "artefacts land in runs/<UTC time>-ENV/; the pipeline stops at the first failing step.")
     parser.add_argument("env", help="environment: dev, mirror or prod")
     parser.add_argument("--target", choices=TARGETS, default="cloud",
                         help="cloud: pulumi up on the environment's OpenStack (needs the "

@@ -473,7 +473,7 @@ def render_markdown(report: Report) -> str:
 
 def latest_run(env: str, base: Path = paths.RUNS_DIR) -> Path | None:
     """The newest deploy run folder of ``env`` (folder names sort by time)."""
-    runs = sorted(p for p in base.glob(f"{env}-*") if (p / "run.json").is_file())
+    runs = sorted(p for p in base.glob(f"*-{env}") if (p / "run.json").is_file())
     return runs[-1] if runs else None
 
 

@@ -44,7 +44,7 @@ def catalogue() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def evidence_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run") / "dev-20261128T120000Z"
+    run = tmp_path_factory.mktemp("run") / "20261128T120000Z-dev"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"environment": "dev", "target": "lab",
                                               "steps": []}))
