@@ -141,6 +141,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         ids = requirement_ids(item)
         if not ids:
             raise pytest.UsageError(f"{item.nodeid}: every check needs snc(...) or bp028(...)")
+        item.add_marker(pytest.mark.smoke)
         target = _target_of(item)
         check = getattr(item, "originalname", item.name)
         waived = None
