@@ -58,18 +58,20 @@ class Run:
     target: str
     directory: Path
     steps: dict[str, StepRecord] = field(default_factory=dict)
+    lab_run_dir: str = ""  # where the lab's clones live (default: .lab/)
 
     @property
     def state_file(self) -> Path:
         return self.directory / "run.json"
 
     def save(self) -> None:
-        data = {"environment": self.env, "target": self.target,
+        data = {"environment": self.env, "target": self.target, "lab_run_dir": self.lab_run_dir,
                 "steps": [asdict(self.steps[name]) for name in STEPS]}
         self.state_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def create(cls, env: str, target: str, base: Path = paths.RUNS_DIR) -> Run:
+    def create(cls, env: str, target: str, base: Path = paths.RUNS_DIR,
+               lab_run_dir: str = "") -> Run:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         directory = base / f"{stamp}-{env}"
         suffix = 1
@@ -77,7 +79,8 @@ class Run:
             suffix += 1
             directory = base / f"{stamp}.{suffix}-{env}"
         directory.mkdir(parents=True)
-        run = cls(env, target, directory, {name: StepRecord(name) for name in STEPS})
+        run = cls(env, target, directory, {name: StepRecord(name) for name in STEPS},
+                  lab_run_dir)
         run.save()
         return run
 
@@ -88,7 +91,8 @@ class Run:
         except FileNotFoundError:
             raise CitadelleError(f"{directory}: not a deploy run folder (no run.json)") from None
         steps = {s["name"]: StepRecord(**s) for s in data["steps"]}
-        return cls(data["environment"], data["target"], directory, steps)
+        return cls(data["environment"], data["target"], directory, steps,
+                   str(data.get("lab_run_dir", "")))
 
     # Artefact locations, shared by the steps and the report.
     @property
@@ -142,7 +146,8 @@ def step_up(run: Run) -> str:
 
 def _lab_up(run: Run) -> str:
     started = time.monotonic()
-    inventory = Lab().up(LAB_CLONES)
+    lab = Lab(run_dir=Path(run.lab_run_dir)) if run.lab_run_dir else Lab()
+    inventory = lab.up(LAB_CLONES)
     shutil.copyfile(inventory.stack_outputs, run.outputs)
     names = ", ".join(f"{c.name} ({c.role}, 127.0.0.1:{c.port})" for c in inventory.clones)
     return f"lab clones up in {time.monotonic() - started:.0f} s: {names}"
@@ -233,10 +238,10 @@ def _handle(args: argparse.Namespace) -> int:
         if STEPS.index(first) < STEPS.index("inventory"):
             raise CitadelleError("--outputs replaces the up step: use it with --from-step "
                                  "inventory (or a later step)")
-        run = Run.create(args.env, args.target)
+        run = Run.create(args.env, args.target, lab_run_dir=args.lab_run_dir)
         shutil.copyfile(args.outputs, run.outputs)
     elif first == STEPS[0] and not args.run:
-        run = Run.create(args.env, args.target)
+        run = Run.create(args.env, args.target, lab_run_dir=args.lab_run_dir)
     else:
         directory = Path(args.run) if args.run else latest_run(args.env)
         if directory is None:
@@ -262,6 +267,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="resume at STEP (" + ", ".join(STEPS) + ") in the latest run")
     parser.add_argument("--to-step", choices=STEPS, metavar="STEP", help="stop after STEP")
     parser.add_argument("--run", metavar="DIR", help="run folder to resume (default: latest)")
+    parser.add_argument("--lab-run-dir", metavar="DIR", default="",
+                        help="with --target lab: folder of the clones (default: .lab/, shared "
+                        "with `citadelle lab`)")
     parser.add_argument("--outputs", metavar="FILE", type=Path,
                         help="saved stack outputs: start a new run at --from-step inventory")
     parser.set_defaults(func=_handle)
