@@ -31,7 +31,7 @@ def _cases() -> list[tuple[str, str, str]]:
             for w in stack_values(env)["workspaces"]]
 
 
-@pytest.fixture(params=_cases(), ids=lambda c: "-".join(c))
+@pytest.fixture(params=_cases(), ids="-".join)
 def case(request: pytest.FixtureRequest) -> tuple[Recording, dict[str, Any]]:
     env, mode, workspace_id = request.param
     workspace = next(w for w in stack_values(env)["workspaces"] if w["id"] == workspace_id)
