@@ -48,6 +48,11 @@ ENDPOINT_KINDS = (
     "log-collector",
     "smtp",
 )
+# Endpoint kinds spoken over HTTP with credentials or data: https only.
+TLS_ENDPOINT_KINDS = frozenset(
+    {"openstack-auth", "object-storage", "state-backend", "secrets", "container-registry",
+     "log-collector"}
+)
 # ISO 3166 codes of the EU member states: the jurisdictions SecNumCloud 19.2/19.6 accept for
 # data location and for the provider's registered office.
 EU_MEMBER_STATES = frozenset(
@@ -175,6 +180,24 @@ class Endpoint(_Model):
     def host(self) -> str:
         return endpoint_host(self.url)
 
+    @model_validator(mode="after")
+    def _form(self) -> Endpoint:
+        # Services reached over HTTP carry credentials or data: TLS only (SecNumCloud 10.2).
+        # NTP and DNS are bare hosts; mirrors may be http (apt checks the archive signature).
+        scheme = urlsplit(self.url).scheme if "://" in self.url else ""
+        if self.kind in TLS_ENDPOINT_KINDS and scheme != "https":
+            raise ValueError(
+                f"endpoint {self.name!r} ({self.kind}) url {self.url!r} must be https://")
+        if self.kind in ("ntp", "dns") and scheme:
+            raise ValueError(
+                f"endpoint {self.name!r} ({self.kind}) url {self.url!r} must be a bare host or "
+                "address")
+        if self.kind == "package-mirror" and scheme not in ("https", "http"):
+            raise ValueError(
+                f"endpoint {self.name!r} (package-mirror) url {self.url!r} must be http(s)://")
+        _host(self.host)
+        return self
+
 
 def endpoint_host(url: str) -> str:
     """The host part of a URL, ``host:port`` or bare host."""
@@ -190,6 +213,11 @@ class Sovereignty(_Model):
 
     @model_validator(mode="after")
     def _endpoints_covered(self) -> Sovereignty:
+        for what, names in (("provider", [p.name for p in self.providers]),
+                            ("endpoint", [e.name for e in self.endpoints])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {what} name(s) {duplicates}; names are unique")
         by_name = {p.name: p for p in self.providers}
         for endpoint in self.endpoints:
             provider = by_name.get(endpoint.provider)

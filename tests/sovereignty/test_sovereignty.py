@@ -289,8 +289,17 @@ def test_sarif_lists_each_denied_use(cli, environ, tmp_path):
         (lambda p: p["endpoints"][2].update(url="https://s3.eu-west-3.amazonaws.com"),
          "citadelle:sovereignty: endpoint 'state-bucket' host 's3.eu-west-3.amazonaws.com' is "
          "outside provider 'ovhcloud-snc'"),
+        (lambda p: p["endpoints"][2].update(url="http://s3.fr-par-1.snc.ovhcloud.com"),
+         "citadelle:sovereignty.endpoints[2]: endpoint 'state-bucket' (state-backend) url "
+         "'http://s3.fr-par-1.snc.ovhcloud.com' must be https://"),
+        (lambda p: p["endpoints"][7].update(url="ntp://ntp1.snc.ovhcloud.com"),
+         "citadelle:sovereignty.endpoints[7]: endpoint 'ntp-1' (ntp) url "
+         "'ntp://ntp1.snc.ovhcloud.com' must be a bare host or address"),
+        (lambda p: p["endpoints"].append(dict(p["endpoints"][0])),
+         "citadelle:sovereignty: duplicate endpoint name(s) ['identity']; names are unique"),
     ],
-    ids=["us-provider", "non-eu-provider", "undeclared-provider", "foreign-state-bucket"],
+    ids=["us-provider", "non-eu-provider", "undeclared-provider", "foreign-state-bucket",
+         "state-bucket-without-tls", "ntp-with-scheme", "duplicate-endpoint"],
 )
 def test_jurisdiction_checks_are_plan_error_lines(mutate, expected, copy_project, capsys,
                                                   monkeypatch):
