@@ -30,7 +30,6 @@ from citadelle import paths
 from citadelle.checks_runner import run_checks
 from citadelle.errors import CitadelleError
 from citadelle.gate import gate_environment, render
-from citadelle.harden import run_playbook
 from citadelle.inventory import pulumi_cli, read_stack_outputs, write_inventory
 from citadelle.lab import Lab
 from citadelle.pulumi_env import pulumi_environment
@@ -163,6 +162,9 @@ def step_inventory(run: Run) -> str:
 
 
 def step_harden(run: Run) -> str:
+    # Imported on use: ansible-runner is only needed from this step on.
+    from citadelle.harden import run_playbook  # noqa: PLC0415
+
     result = run_playbook("site", run.inventory, run_dir=run.directory / "harden")
     (run.directory / "harden.log").write_text(result.summary() + "\n", encoding="utf-8")
     if not result.ok:

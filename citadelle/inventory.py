@@ -30,7 +30,6 @@ import yaml
 
 from citadelle import paths
 from citadelle.errors import CitadelleError
-from citadelle.harden import LAB_GATEWAY
 from citadelle.lab.credentials import ensure_credentials
 from citadelle.lab.image import default_recipe
 from citadelle.pulumi_env import pulumi_environment, settings_for
@@ -230,6 +229,13 @@ def _host_profile(settings: Any, server: Server) -> dict[str, Any]:
     return profile
 
 
+def _lab_gateway() -> str:
+    # The lab's network facts live with `citadelle lab harden`; only lab outputs need them.
+    from citadelle.harden import LAB_GATEWAY  # noqa: PLC0415
+
+    return LAB_GATEWAY
+
+
 def _mirror_vars(settings: Any, lab: bool) -> dict[str, str]:
     """bp028_packages mirrors: the environment's in-region ones (the lab's own in the lab).
 
@@ -304,7 +310,7 @@ def render_inventory(env: str, outputs: StackOutputs, settings: Any, out_dir: Pa
     if outputs.lab:
         # User-mode networking: SSH forwarded from the host arrives from the lab gateway,
         # which plays the admin tier for every clone.
-        admin_cidrs = bastion_cidrs = [f"{LAB_GATEWAY}/32"]
+        admin_cidrs = bastion_cidrs = [f"{_lab_gateway()}/32"]
     else:
         # SSH to inner hosts only from the admin tier (the bastion), to the bastion only from
         # the operators' declared ranges.
