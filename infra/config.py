@@ -607,7 +607,7 @@ class Settings(_Model):
         return self
 
     @model_validator(mode="after")
-    def _kubernetes_checks(self) -> Settings:
+    def _workspace_checks(self) -> Settings:
         ids = [w.id for w in self.workspaces]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -615,6 +615,10 @@ class Settings(_Model):
                 f"workspaces duplicate workspace id(s) {', '.join(duplicates)}; each approved "
                 "project has exactly one workspace"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kubernetes_checks(self) -> Settings:
         k8s = self.kubernetes
         registries = self.endpoint_hosts("container-registry")
         if k8s.registry not in registries:
@@ -642,6 +646,11 @@ class Settings(_Model):
                         f"availability zone empty; allowed: at least {len(zones)} (one per zone "
                         f"of {', '.join(zones)})"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _kubernetes_ranges(self) -> Settings:
+        k8s = self.kubernetes
         taken = [("kubernetes.podCidr", k8s.pod_cidr), ("kubernetes.serviceCidr", k8s.service_cidr)]
         used = [(f"network.tiers.{t}", s.cidr) for t, s in self.network.tiers.items()]
         used += [("network.serviceCidrs", c) for c in self.network.service_cidrs]
@@ -661,10 +670,9 @@ class Settings(_Model):
                     f"kubernetes.objectStorageCidrs {cidr} is outside the object-storage "
                     f"provider's networks (allowed: inside {', '.join(networks) or 'none'})"
                 )
-        platform = set(PLATFORM_NAMESPACES) | {f"{WORKSPACE_NAMESPACE_PREFIX}{w.id}"
-                                               for w in self.workspaces}
         for system in k8s.system_namespaces:
-            if system.name in platform or system.name.startswith(WORKSPACE_NAMESPACE_PREFIX):
+            if (system.name in PLATFORM_NAMESPACES
+                    or system.name.startswith(WORKSPACE_NAMESPACE_PREFIX)):
                 raise ValueError(
                     f"kubernetes.systemNamespaces {system.name!r} is a namespace the platform "
                     "declares; only namespaces it does not declare can be exempted"
