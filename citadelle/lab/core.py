@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,9 +285,12 @@ class Lab:
                         continue
                     self._remove(name)
                     fresh[name] = self._start_clone(golden, name)
-                # Started together, configured in turn: restores overlap under TCG.
-                for name, (pid, port) in fresh.items():
-                    self._finish_clone(name, clones[name], pid, port)
+                # Started and configured together: each clone is one busy host thread.
+                with ThreadPoolExecutor(max_workers=max(1, len(fresh))) as pool:
+                    futures = [pool.submit(self._finish_clone, name, clones[name], pid, port)
+                               for name, (pid, port) in fresh.items()]
+                    for future in futures:
+                        future.result()
             except BaseException:
                 for name in fresh:
                     self._remove(name)
