@@ -28,7 +28,7 @@ import pytest
 from checks.expected import Expected
 from checks.target import Case, Target
 from citadelle.errors import CitadelleError
-from citadelle.inventory import host_vars, load_inventory
+from citadelle.inventory import host_layers, load_inventory
 from citadelle.waivers import Waiver, WaiverSet, load_waivers
 
 MARKERS = (
@@ -63,15 +63,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("checks need --citadelle-inventory FILE (citadelle inventory)")
     try:
         inventory_path = Path(path).resolve()
-        hosts = host_vars(load_inventory(inventory_path))
+        hosts = host_layers(load_inventory(inventory_path))
         waivers = load_waivers([Path(p) for p in config.getoption("--citadelle-waivers")])
     except CitadelleError as err:
         raise pytest.UsageError(err.message) from None
     targets = []
-    for name, variables in sorted(hosts.items()):
+    for name, (group_vars, own) in sorted(hosts.items()):
+        variables = {**group_vars, **own}
         password = variables.get("citadelle_become_password_file")
         targets.append(Target(
-            name=name, groups=tuple(variables["group_names"]), vars=Expected(variables),
+            name=name, groups=tuple(variables["group_names"]), vars=Expected(group_vars, own),
             ssh_config=Path(variables.get("citadelle_ssh_config")
                             or inventory_path.with_name("ssh_config")),
             password_file=Path(password) if password else None))

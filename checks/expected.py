@@ -1,8 +1,9 @@
 """Expected values of the checks: the variables Ansible gives each host, resolved as Ansible does.
 
 Precedence, lowest first (Ansible's own order for what the hardening play uses): role defaults,
-inventory variables (all < group < host, from ``citadelle inventory``), the playbooks'
-``group_vars`` (all < group), role ``vars/`` (main.yml, then the OS file). Templated values
+inventory group variables (all < group, from ``citadelle inventory``), the playbooks'
+``group_vars`` (all < group), inventory host variables, role ``vars/`` (main.yml, then the OS
+file). Templated values
 (``"{{ bp028_level | default('intermediary') }}"``) are rendered with Jinja2 against the same
 variables, so a check compares the host with exactly what the roles were asked to apply.
 """
@@ -60,6 +61,7 @@ class Expected(Mapping[str, Any]):
     """One host's variables, rendered on access."""
 
     def __init__(self, inventory_vars: Mapping[str, Any],
+                 host_vars: Mapping[str, Any] | None = None,
                  roles_dir: Path = paths.ROLES_DIR,
                  playbooks_dir: Path = paths.PLAYBOOKS_DIR) -> None:
         defaults, role_vars, self._owner = role_layers(roles_dir)
@@ -70,6 +72,7 @@ class Expected(Mapping[str, Any]):
         merged.update(layered.get("all", {}))
         for group in groups:
             merged.update(layered.get(group, {}))
+        merged.update(host_vars or {})
         merged.update(role_vars)
         self._raw = merged
         self._roles_dir = roles_dir

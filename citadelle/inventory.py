@@ -451,20 +451,30 @@ def load_inventory(path: Path) -> dict[str, Any]:
     return data
 
 
-def host_vars(inventory: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Host -> merged variables (all < group < host) plus ``group_names``, as Ansible merges."""
+def host_layers(inventory: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any],
+                                                                  dict[str, Any]]]:
+    """Host -> (group-level variables: all < groups, the host's own variables).
+
+    Kept apart because Ansible ranks the playbooks' group_vars between the two.
+    ``group_names`` and ``inventory_hostname`` are added to the group level.
+    """
     root = inventory["all"]
     base = dict(root.get("vars") or {})
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for group, group_body in (root.get("children") or {}).items():
         body = group_body or {}
         for host, own in (body.get("hosts") or {}).items():
-            merged = result.setdefault(host, {**base, "group_names": []})
-            merged.update(body.get("vars") or {})
-            merged.update(own or {})
-            merged["group_names"] = sorted({*merged["group_names"], group})
-            merged["inventory_hostname"] = host
+            groups, host_own = result.setdefault(host, ({**base, "group_names": []}, {}))
+            groups.update(body.get("vars") or {})
+            groups["group_names"] = sorted({*groups["group_names"], group})
+            groups["inventory_hostname"] = host
+            host_own.update(own or {})
     return result
+
+
+def host_vars(inventory: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Host -> merged inventory variables (all < group < host) plus ``group_names``."""
+    return {host: {**groups, **own} for host, (groups, own) in host_layers(inventory).items()}
 
 
 # --------------------------------------------------------------------------- CLI
