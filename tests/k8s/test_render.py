@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from k8s_support import ENVIRONMENTS, MODES, kube_objects, recording_for, stack_values
+from k8s_support import ENVIRONMENTS, MODES, kube_objects, plan, recording_for, stack_values
 
 from citadelle.cli import main
 from citadelle.render import manifests, render_path, write_manifests
@@ -109,3 +109,14 @@ def test_write_manifests_never_renders_a_secret_in_clear(tmp_path: Path) -> None
     write_manifests({render_path(manifest): manifest}, tmp_path)
     text = (tmp_path / "1-manifest" / "v1-configmap-n-x.yaml").read_text()
     assert "token: '[secret]'" in text
+
+
+def test_render_dir_config_makes_the_provider_render_instead_of_apply() -> None:
+    def render_to(values: dict[str, Any]) -> None:
+        values["kubernetes"]["renderDir"] = "rendered/prod"
+
+    recording = plan("prod", render_to)
+    (provider,) = recording.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/prod"
+    (default,) = recording_for("prod", "magnum").of_type("pulumi:providers:kubernetes")
+    assert "renderYamlToDirectory" not in default.inputs
