@@ -449,22 +449,39 @@ def run_pulumi_preview(args: argparse.Namespace) -> int:
     return 0 if code == 0 else 1
 
 
+def _per_env(path: str | None, env: str, several: bool) -> Path | None:
+    """The report file of one environment: FILE, or FILE with the env before its suffix when
+    several environments are gated at once (gate.sarif -> gate.prod.sarif)."""
+    if not path:
+        return None
+    target = Path(path)
+    return target.with_name(f"{target.stem}.{env}{target.suffix}") if several else target
+
+
 def _handle_gate(args: argparse.Namespace) -> int:
+    envs: list[str] = list(dict.fromkeys(args.env))
     if args.engine == "pulumi":
-        return run_pulumi_preview(args)
-    result = gate_environment(
-        args.env,
-        sarif=Path(args.sarif) if args.sarif else None,
-        junit=Path(args.junit) if args.junit else None,
-        program=Path(args.program) if args.program else None,
-        stack_config=Path(args.stack_config) if args.stack_config else None,
-        policy_config=Path(args.policy_config) if args.policy_config else None,
-    )
-    print(render(result))
-    for label, target in (("SARIF", args.sarif), ("JUnit", args.junit)):
-        if target:
-            print(f"{label} written to {target}")
-    return result.exit_code
+        return max(run_pulumi_preview(argparse.Namespace(**{**vars(args), "env": env}))
+                   for env in envs)
+    several = len(envs) > 1
+    program = Path(args.program) if args.program else None
+    # One pack for every environment: started once, configured per environment.
+    with PolicyAnalyzer(paths.POLICY_DIR) as analyzer:
+        codes = []
+        for env in envs:
+            sarif, junit = _per_env(args.sarif, env, several), _per_env(args.junit, env, several)
+            result = gate_environment(
+                env, sarif=sarif, junit=junit, program=program,
+                stack_config=Path(args.stack_config) if args.stack_config else None,
+                policy_config=Path(args.policy_config) if args.policy_config else None,
+                analyzer=analyzer,
+            )
+            print(render(result))
+            for label, target in (("SARIF", sarif), ("JUnit", junit)):
+                if target:
+                    print(f"{label} written to {target}")
+            codes.append(result.exit_code)
+    return max(codes)
 
 
 def _handle_policy_config(args: argparse.Namespace) -> int:
@@ -484,7 +501,8 @@ def register(subparsers: Any) -> None:
         "gate",
         help="run the SecNumCloud policy pack over an environment offline (exit 1 on violation)",
     )
-    gate.add_argument("env", help="environment (stack): dev, mirror or prod")
+    gate.add_argument("env", nargs="+",
+                      help="environment(s) (stack): dev, mirror, prod; several share one pack")
     gate.add_argument("--program", metavar="DIR",
                       help="another Pulumi Python project to gate (its Pulumi.yaml)")
     gate.add_argument("--stack-config", metavar="FILE",

@@ -209,6 +209,17 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert "broken on purpose" in capsys.readouterr().err
 
 
+def test_cli_several_environments_share_one_pack(tmp_path, capsys):
+    junit = tmp_path / "gate.xml"
+    assert main(["gate", "dev", "mirror", "--junit", str(junit)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Result: PASS") == 2
+    for env in ("dev", "mirror"):
+        suite = ET.parse(tmp_path / f"gate.{env}.xml").getroot().find("testsuite")
+        assert suite.get("name") == f"citadelle-gate {env}"
+        assert int(suite.get("tests")) > 0 and suite.get("failures") == "0"
+
+
 def test_engine_pulumi_without_cli_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["gate", "dev", "--engine", "pulumi"]) == 2
