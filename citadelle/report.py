@@ -352,6 +352,16 @@ table[id^="requirements-"] td:nth-child(7){min-width:22rem}
 """
 
 
+def ordered_groups(totals: Mapping[str, Any]) -> list[str]:
+    """Chapters in numeric order, BP-028 levels from minimal to high, then the overall row."""
+    def rank(group: str) -> tuple[int, int]:
+        if group in LEVELS:
+            return (0, LEVELS.index(group))
+        return (1, int(group)) if group.isdigit() else (2, 0)
+
+    return [*sorted((g for g in totals if g != "all"), key=rank), "all"]
+
+
 def _slug(status: str) -> str:
     return status.replace(" ", "-")
 
@@ -373,7 +383,7 @@ def _totals_html(report: Report, rows: Sequence[Row], kind: str, label: str) -> 
     totals = report.totals(rows)
     head = "".join(f"<th>{html.escape(k)}</th>" for k in TOTAL_KEYS)
     lines = [f'<table id="totals-{kind}"><thead><tr><th>{label}</th>{head}</tr></thead><tbody>']
-    for group in [g for g in totals if g != "all"] + ["all"]:
+    for group in ordered_groups(totals):
         counts = totals[group]
         title = report.chapter_titles.get(group, "") if kind == "snc" else ""
         name = "All" if group == "all" else html.escape(f"{group} {title}".strip())
@@ -449,7 +459,7 @@ def render_markdown(report: Report) -> str:
         totals = report.totals(rows)
         lines += ["", f"## {title}", "", f"| {label} | " + " | ".join(TOTAL_KEYS) + " |",
                   "|---" * (len(TOTAL_KEYS) + 1) + "|"]
-        for group in [g for g in totals if g != "all"] + ["all"]:
+        for group in ordered_groups(totals):
             name = "All" if group == "all" else (
                 f"{group} {report.chapter_titles.get(group, '')}".strip() if kind == "snc"
                 else group)
