@@ -41,7 +41,6 @@ from infra.components.baseline import INGRESS_NAMESPACE
 from infra.config import ConfigError, Settings, parse_settings
 
 TOOL = "citadelle-gate"
-INFORMATION_URI = "https://github.com/citadelle/citadelle/blob/main/docs/policy-gate.md"
 STACK_TYPE = "pulumi:pulumi:Stack"
 # Policies that read the allow-list of system namespaces (citadelle:kubernetes.systemNamespaces).
 K8S_POLICIES_WITH_SYSTEM_NAMESPACES = (
@@ -228,7 +227,6 @@ def rule_for(policy: PolicyInfo, enforcement: str) -> Rule:
         remediation=policy.remediation,
         snc=policy.snc,
         bp028=policy.bp028,
-        help_uri=f"{INFORMATION_URI}#{policy.name}",
     )
 
 
@@ -346,7 +344,7 @@ def write_reports(result: GateResult, sarif: Path | None, junit: Path | None) ->
     name, _, version = result.pack.partition(" ")
     if sarif is not None:
         write_sarif(sarif, to_sarif(f"{TOOL} ({name})", version or "0.0.1", result.rules,
-                                    result.findings, INFORMATION_URI))
+                                    result.findings))
     if junit is not None:
         tree = to_junit(f"{TOOL} {result.environment}", result.rules, result.checks,
                         result.duration_s)

@@ -108,6 +108,23 @@ def test_broken_pack_is_an_error(tmp_path, capsys):
     assert "did not start" in caught.value.message
 
 
+def test_policy_that_crashes_is_an_error_not_a_pass(tmp_path, dev_config):
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "PulumiPolicy.yaml").write_text("runtime: python\nversion: 0.0.1\n")
+    (pack / "__main__.py").write_text(
+        "from pulumi_policy import PolicyPack, ResourceValidationPolicy\n"
+        "def validate(args, report):\n"
+        "    raise KeyError('a bug in a rule')\n"
+        "PolicyPack('crashing', [ResourceValidationPolicy('crash', 'crashes', validate)])\n"
+    )
+    with PolicyAnalyzer(pack) as crashing, pytest.raises(CitadelleError) as caught:
+        gate_environment("dev", program=PROGRAMS / "default_provider", policy_config={},
+                         analyzer=crashing)
+    assert caught.value.exit_code == 2
+    assert "the policy pack failed in Analyze" in caught.value.message
+
+
 def test_bad_policy_config_names_the_key(analyzer, tmp_path):
     config = tmp_path / "policy.json"
     config.write_text(json.dumps({"ssh-from-bastion-only": {"adminCidrs": "192.0.2.0/28"}}))
