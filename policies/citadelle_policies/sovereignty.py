@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pulumi_policy import ResourceValidationArgs, Severity
+from pulumi_policy.proxy import UnknownValueError
 
 from citadelle_policies.meta import Config, Control, Report, get, resource_policy, string_list
 
@@ -53,13 +54,23 @@ ENDPOINT = Control(
 
 
 def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in the inputs; values unknown during a preview are skipped (they are
+    checked when the update registers them, known)."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, Mapping):
         for key in value:
-            yield from _strings(value.get(key), f"{path}.{key}" if path else str(key))
+            try:
+                element = value[key]
+            except UnknownValueError:
+                continue
+            yield from _strings(element, f"{path}.{key}" if path else str(key))
     elif isinstance(value, Sequence):
-        for index, element in enumerate(value):
+        for index in range(len(value)):
+            try:
+                element = value[index]
+            except UnknownValueError:
+                continue
             yield from _strings(element, f"{path}[{index}]")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from citadelle.gate import run_gate
-from citadelle.offline import SECRET_MASK, SECRET_SIG, SIG_KEY
+from citadelle.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, UNKNOWN
 
 # The builder fixture's class (tests/policy/conftest.py); conftest modules are not importable.
 StackBuilder = Any
@@ -99,6 +99,14 @@ def endpoint_bad_url(b: StackBuilder) -> str | None:
     b.add("openstack:objectstorage/container:Container", "c",
           {"metadata": {"mirror": "https://deb.example.org/debian"}})
     return "c"
+
+
+def endpoint_bad_url_beside_unknown(b: StackBuilder) -> str | None:
+    # During a real preview some inputs are unknown (engine sentinel): they are skipped, the
+    # known ones are still checked.
+    b.add("openstack:objectstorage/container:Container", "partly-known",
+          {"metadata": {"owner": UNKNOWN, "mirror": "https://deb.example.org/debian"}})
+    return "partly-known"
 
 
 def provider_ok(b: StackBuilder) -> str | None:
@@ -491,6 +499,7 @@ CASES: list[tuple[str, Case]] = [
     ("eu-endpoint-allow-list", endpoint_ok),
     ("eu-endpoint-allow-list", endpoint_bad_auth),
     ("eu-endpoint-allow-list", endpoint_bad_url),
+    ("eu-endpoint-allow-list", endpoint_bad_url_beside_unknown),
     ("explicit-provider", provider_ok),
     ("explicit-provider", provider_bad),
     ("no-world-open-ingress", world_ok),
