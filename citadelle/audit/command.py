@@ -99,8 +99,7 @@ def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
         raise CitadelleError(f"cloud {args.os_cloud!r}: endpoint unreachable: {err}") from None
     except os_exc.HttpException as err:
         raise CitadelleError(
-            f"cloud {args.os_cloud!r}: {err.url or 'API'} answered HTTP {err.status_code}: "
-            f"{err.details!s}"
+            f"cloud {args.os_cloud!r}: API answered HTTP {err.status_code}: {err.details!s}"
         ) from None
 
 

@@ -374,6 +374,7 @@ def _create_wal_databases() -> None:
 
 
 NEUTRON_SCHEMA = """
+import sys
 from oslo_config import cfg
 from sqlalchemy import create_engine
 from neutron.db.migration.models import head
@@ -382,6 +383,7 @@ head.get_metadata().create_all(engine)
 """
 
 CINDER_AZS = """
+import sys
 from cinder import context, objects
 from cinder.common import config  # noqa: F401 registers options
 from cinder.objects import base
@@ -540,14 +542,16 @@ def up(fresh: bool = False) -> UpResult:
     write_clouds_yaml(secrets)
     pids = _start(SERVICES)
     _wait_healthy(pids)
-    if cold:
-        # Imported here: openstacksdk costs ~1 s and every other CLI command would pay it.
-        from citadelle.cloudlab import provision  # noqa: PLC0415
+    # Imported here: openstacksdk costs ~1 s and every other CLI command would pay it.
+    from citadelle.cloudlab import provision  # noqa: PLC0415
 
-        try:
+    try:
+        if cold:
             provision.provision(secrets, CLOUDS_YAML)
-        except Exception as err:
-            down()
-            raise CitadelleError(f"cloud lab provisioning failed: {err}") from err
-        _snapshot()
+            _snapshot()
+        # Each service fetches its own Keystone token on its first request (~2 s): pay it now.
+        provision.warm_up(CLOUDS_YAML)
+    except Exception as err:
+        down()
+        raise CitadelleError(f"cloud lab provisioning failed: {err}") from err
     return UpResult(seconds=time.monotonic() - started, cold=cold, pids=pids)

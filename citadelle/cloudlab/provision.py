@@ -13,7 +13,7 @@ import openstack
 from openstack.config import loader
 
 from citadelle.cloudlab import configs
-from citadelle.cloudlab.configs import ADMIN_CLOUD_NAME, MEMBER_USER, Secrets
+from citadelle.cloudlab.configs import ADMIN_CLOUD_NAME, CLOUD_NAME, MEMBER_USER, Secrets
 
 EXTERNAL_NETWORK = "public"
 # TEST-NET-3 (RFC 5737): never routed, the lab has no data plane anyway.
@@ -96,3 +96,11 @@ def provision(secrets: Secrets, clouds_yaml: Path) -> None:
         name=LUKS_TYPE, is_public=True, description="LUKS, front-end, aes-xts-plain64, 256 bit"
     )
     conn.block_storage.create_type_encryption(volume_type, **LUKS_SPEC)
+
+
+def warm_up(clouds_yaml: Path) -> None:
+    """One authenticated read per service, as the member."""
+    conn = connect(CLOUD_NAME, str(clouds_yaml))
+    list(conn.network.networks(limit=1))
+    list(conn.block_storage.types())
+    list(conn.key_manager.secrets(limit=1))

@@ -1,0 +1,104 @@
+"""The loopback OpenStack for the cloud tests: up once per session, always torn down.
+
+A missing installation is a failure, never a skip: scripts/install runs scripts/install-cloud-lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citadelle.cloudlab import lab
+from citadelle.cloudlab.provision import connect
+from citadelle.cloudlab.seed import Seeded, seed
+from citadelle.plan import plan_environment
+
+DRIFT_ENV = "dev"
+DRIFT_PROJECT = "citadelle-dev-drift"
+DRIFT_CLOUD = "citadelle-dev-drift"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/cloud/" in str(item.fspath) and not item.get_closest_marker("unit"):
+            item.add_marker(pytest.mark.cloud)
+
+
+@dataclass(frozen=True)
+class CloudLab:
+    up_seconds: float
+    cold: bool
+    clouds_yaml: Path
+
+
+@pytest.fixture(scope="session")
+def cloud_lab() -> Iterator[CloudLab]:
+    lab.check_installed()
+    if lab.running():
+        lab.down()  # a previous session killed before its teardown
+    started = time.monotonic()
+    try:
+        result = lab.up()
+        yield CloudLab(time.monotonic() - started, result.cold, lab.CLOUDS_YAML)
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def admin(cloud_lab: CloudLab) -> Any:
+    return connect(lab.ADMIN_CLOUD_NAME, str(cloud_lab.clouds_yaml))
+
+
+@pytest.fixture
+def member(cloud_lab: CloudLab) -> Any:
+    return connect(lab.CLOUD_NAME, str(cloud_lab.clouds_yaml))
+
+
+@dataclass(frozen=True)
+class DriftProject:
+    """The dev plan deployed in its own project, audited by a member of that project."""
+
+    clouds_yaml: Path
+    cloud: str
+    project_id: str
+    seeded: Seeded
+
+
+@pytest.fixture(scope="session")
+def drift_project(cloud_lab: CloudLab, tmp_path_factory: pytest.TempPathFactory) -> DriftProject:
+    admin = connect(lab.ADMIN_CLOUD_NAME, str(cloud_lab.clouds_yaml))
+    identity = admin.identity
+    project = identity.create_project(name=DRIFT_PROJECT, domain_id="default")
+    password = secrets.token_urlsafe(24)
+    user = identity.create_user(name=f"{DRIFT_PROJECT}-member", password=password,
+                                default_project_id=project.id)  # fmt: skip
+    member_role = identity.find_role("member")
+    identity.assign_project_role_to_user(project, user, member_role)
+    clouds = json.loads(cloud_lab.clouds_yaml.read_text())
+    entry = json.loads(json.dumps(clouds["clouds"][lab.CLOUD_NAME]))
+    entry["auth"].update(username=user.name, password=password, project_name=DRIFT_PROJECT)
+    clouds["clouds"][DRIFT_CLOUD] = entry
+    path = tmp_path_factory.mktemp("drift") / "clouds.yaml"
+    path.write_text(json.dumps(clouds))
+    path.chmod(0o600)
+    member = connect(DRIFT_CLOUD, str(path))
+    seeded = seed(admin, member, plan_environment(DRIFT_ENV), project.id)
+    return DriftProject(path, DRIFT_CLOUD, project.id, seeded)
+
+
+@pytest.fixture
+def drift_member(drift_project: DriftProject) -> Any:
+    return connect(drift_project.cloud, str(drift_project.clouds_yaml))
+
+
+@pytest.fixture
+def cli_env(cloud_lab: CloudLab) -> dict[str, str]:
+    return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud_lab.clouds_yaml)}

@@ -1,0 +1,190 @@
+"""Drift: the dev plan deployed faithfully reports nothing; each hand-made change is reported."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sarif_kit.validate import validation_errors
+
+from citadelle.audit import drift
+from citadelle.audit.model import Result, Status
+from citadelle.cloudlab.provision import connect
+from citadelle.paths import REPO_ROOT
+from citadelle.plan import plan_environment
+
+CITADELLE = str(REPO_ROOT / ".venv" / "bin" / "citadelle")
+DATA_GROUP = "citadelle-dev-data"
+DATA_NETWORK = "citadelle-dev-data"
+
+
+@pytest.fixture(scope="module")
+def dev_plan():
+    return plan_environment("dev")
+
+
+def audit(drift_project, dev_plan) -> list[Result]:
+    conn = connect(drift_project.cloud, str(drift_project.clouds_yaml))
+    return drift.run(conn, dev_plan)
+
+
+def failures(results: list[Result]) -> list[tuple[str, str]]:
+    return sorted((r.check.id, r.resource) for r in results if r.status is Status.FAIL)
+
+
+@pytest.mark.snc("12.2", "8.1")
+def test_faithful_deployment_reports_nothing(drift_project, dev_plan):
+    results = audit(drift_project, dev_plan)
+    assert failures(results) == []
+    assert {r.check.id for r in results if r.status is Status.PASS} == {c.id for c in drift.CHECKS}
+
+
+# --- hand-made violations, one at a time, each undone after the audit
+
+
+def _world_open_rule(admin: Any, member: Any) -> Callable[[], None]:
+    group = member.network.find_security_group(DATA_GROUP)
+    rule = member.network.create_security_group_rule(
+        security_group_id=group.id, direction="ingress", ether_type="IPv4", protocol="tcp",
+        port_range_min=5432, port_range_max=5432, remote_ip_prefix="0.0.0.0/0",
+    )  # fmt: skip
+    return lambda: member.network.delete_security_group_rule(rule)
+
+
+def _floating_ip_on_data_port(admin: Any, member: Any) -> Callable[[], None]:
+    net = member.network
+    public = admin.network.find_network("public")
+    data = net.find_network(DATA_NETWORK)
+    subnet = next(iter(net.subnets(network_id=data.id)))
+    router = net.create_router(name="hand-router", external_gateway_info={"network_id": public.id})
+    net.add_interface_to_router(router, subnet_id=subnet.id)
+    port = net.create_port(name="hand-port", network_id=data.id)
+    fip = net.create_ip(floating_network_id=public.id, port_id=port.id)
+
+    def restore() -> None:
+        net.delete_ip(fip)
+        net.delete_port(port)
+        net.remove_interface_from_router(router, subnet_id=subnet.id)
+        net.delete_router(router)
+
+    return restore
+
+
+def _unencrypted_volume(admin: Any, member: Any) -> Callable[[], None]:
+    volume = member.block_storage.create_volume(name="hand-volume", size=1,
+                                                volume_type="__DEFAULT__")  # fmt: skip
+    # No volume service behind the lab's API: the volume stays "creating"; only a forced
+    # delete (admin) removes it.
+    return lambda: admin.block_storage.delete_volume(volume, force=True)
+
+
+def _secret_readable_by_everyone(admin: Any, member: Any) -> Callable[[], None]:
+    secret = member.key_manager.create_secret(
+        name="hand-secret", secret_type="opaque",
+        payload=base64.b64encode(os.urandom(16)).decode(),
+        payload_content_type="application/octet-stream", payload_content_encoding="base64",
+    )  # fmt: skip
+    return lambda: member.key_manager.delete_secret(secret)
+
+
+def _declared_rule_removed(admin: Any, member: Any) -> Callable[[], None]:
+    group = member.network.find_security_group(DATA_GROUP)
+    rule = next(
+        r for r in member.network.security_group_rules(security_group_id=group.id)
+        if r.direction == "ingress" and r.port_range_min == 22
+    )  # fmt: skip
+    member.network.delete_security_group_rule(rule)
+
+    def restore() -> None:
+        member.network.create_security_group_rule(
+            security_group_id=group.id, direction="ingress", ether_type="IPv4", protocol="tcp",
+            port_range_min=22, port_range_max=22, remote_group_id=rule.remote_group_id,
+            description=rule.description,
+        )  # fmt: skip
+
+    return restore
+
+
+def _volume_type_encryption_removed(admin: Any, member: Any) -> Callable[[], None]:
+    volume_type = admin.block_storage.find_type("citadelle-dev-luks")
+    spec = admin.block_storage.get_type_encryption(volume_type.id)
+    saved = {k: getattr(spec, k) for k in ("provider", "cipher", "key_size", "control_location")}
+    admin.block_storage.delete_type_encryption(encryption=spec, volume_type=volume_type)
+    return lambda: admin.block_storage.create_type_encryption(volume_type, **saved)
+
+
+@dataclass(frozen=True)
+class Violation:
+    name: str
+    apply: Callable[[Any, Any], Callable[[], None]]
+    expected: set[tuple[str, str]]  # (check id, resource prefix)
+
+
+VIOLATIONS = [
+    Violation("hand-added world-open rule", _world_open_rule,
+              {("drift-world-open-rule", "security-group-rule/citadelle-dev-data: ingress IPv4 "
+                                         "tcp 5432-5432 from *")}),
+    Violation("floating IP on a data port", _floating_ip_on_data_port,
+              {("drift-floating-ip", "floating-ip/"), ("drift-data-egress", "router/hand-router"),
+               ("drift-undeclared", "router/hand-router"), ("drift-undeclared", "port/hand-port")}),
+    Violation("unencrypted volume", _unencrypted_volume,
+              {("drift-unencrypted-volume", "volume/hand-volume")}),
+    Violation("secret readable by everyone", _secret_readable_by_everyone,
+              {("drift-secret-acl", "secret/hand-secret")}),
+    Violation("declared rule removed", _declared_rule_removed,
+              {("drift-missing", "security-group-rule/citadelle-dev-data: ingress IPv4 tcp 22-22 "
+                                 "from citadelle-dev-admin")}),
+    Violation("volume type encryption removed", _volume_type_encryption_removed,
+              {("drift-volume-type-encryption", "volume-type/citadelle-dev-luks"),
+               ("drift-unencrypted-volume", "volume/citadelle-dev-gateway-1-data"),
+               ("drift-unencrypted-volume", "volume/citadelle-dev-datastore-1-data")}),
+]  # fmt: skip
+
+
+def _matches(found: list[tuple[str, str]], expected: set[tuple[str, str]]) -> bool:
+    return len(found) == len(expected) and all(
+        any(check == e_check and resource.startswith(e_prefix) for check, resource in found)
+        for e_check, e_prefix in expected
+    )
+
+
+@pytest.mark.parametrize("violation", VIOLATIONS, ids=lambda v: v.name)
+def test_violation_is_reported_with_its_id(drift_project, dev_plan, admin, violation: Violation):
+    member = connect(drift_project.cloud, str(drift_project.clouds_yaml))
+    restore = violation.apply(admin, member)
+    try:
+        found = failures(audit(drift_project, dev_plan))
+    finally:
+        restore()
+    assert _matches(found, violation.expected), found
+    assert failures(audit(drift_project, dev_plan)) == []
+
+
+@pytest.mark.snc("12.2")
+def test_cli_drift_exits_1_on_high_finding_within_budget(drift_project, cli_env, tmp_path):
+    member = connect(drift_project.cloud, str(drift_project.clouds_yaml))
+    restore = _world_open_rule(None, member)
+    env = {**cli_env, "OS_CLIENT_CONFIG_FILE": str(drift_project.clouds_yaml)}
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [CITADELLE, "audit-cloud", "drift", "--env", "dev", "--os-cloud", drift_project.cloud,
+             "--sarif", str(tmp_path / "d.sarif"), "--json", str(tmp_path / "d.json")],
+            env=env, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    finally:
+        restore()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert elapsed < 10
+    sarif = json.loads((tmp_path / "d.sarif").read_text())
+    assert validation_errors(sarif) == []
+    found = [(r["ruleId"], r["level"], r["properties"]["snc"]) for r in sarif["runs"][0]["results"]]
+    assert found == [("drift-world-open-rule", "error", ["13.2"])]
