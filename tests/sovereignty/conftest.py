@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from citadelle import paths
+from citadelle.cli import main
 from citadelle.offline import Recording
 from citadelle.plan import plan_environment
 
@@ -67,16 +68,23 @@ def environ(tmp_path: Path) -> Callable[..., dict[str, str]]:
     return make
 
 
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "citadelle", *args], env=env,
-                          capture_output=True, text=True, cwd=paths.REPO_ROOT, timeout=300,
-                          check=False)
-
-
 @pytest.fixture
-def cli() -> Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]:
-    """Run the real `citadelle` console entry point in a subprocess."""
-    return _run
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) \
+        -> Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]:
+    """Run the `citadelle` entry point in this process with exactly the environment ``env``
+    (restored afterwards); returns what a subprocess run would."""
+
+    def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        for name in list(os.environ):
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = main(args)
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
 
 
 _FAKE_PULUMI = """#!{python}
