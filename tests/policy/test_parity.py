@@ -118,3 +118,14 @@ def test_cli_json_and_exit_code(prod, mirror, tmp_path, capsys):
 def test_parity_of_environments_by_name():
     report = parity("prod", "mirror")
     assert report.exit_code == 0
+
+
+def test_allowances_come_from_the_parity_namespace():
+    from citadelle.errors import CitadelleError
+    from citadelle.parity import ALLOW_KEY, _allowances
+
+    assert _allowances({ALLOW_KEY: '["citadelle:compute:ComputeFleet/app/*"]'}) == [
+        "citadelle:compute:ComputeFleet/app/*"]
+    assert _allowances({}) == []
+    with pytest.raises(CitadelleError, match="parity:allowCounts: expected a list of patterns"):
+        _allowances({ALLOW_KEY: "all"})
