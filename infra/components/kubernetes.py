@@ -106,7 +106,6 @@ class KubeObject(pulumi.CustomResource):
         opts: pulumi.ResourceOptions,
         patch: bool = False,
     ) -> None:
-        self.manifest = manifest
         super().__init__(
             type_token(manifest["apiVersion"], manifest["kind"], patch),
             object_name(prefix, manifest, patch),
