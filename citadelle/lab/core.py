@@ -42,12 +42,13 @@ from citadelle.lab.image import (
     tool,
 )
 from citadelle.lab.outputs import ROLES, Clone, LabInventory, write_outputs
-from citadelle.lab.qmp import QMP
+from citadelle.lab.qmp import QMP, QMPError
 from citadelle.lab.vm import (
     SET_CLOCK_LINES,
     UNIX_PATH_MAX,
     MachineSpec,
     SSHTarget,
+    console_tail,
     create_overlay,
     free_port,
     kill_vm,
@@ -314,19 +315,12 @@ class Lab:
         directory = self.clones_dir / name
         marker = _qemu_marker(directory)
         started = float((directory / "restore-start").read_text())
-        with QMP(qmp_path(directory)) as session:
-            deadline = time.monotonic() + 120
-            while True:
-                status = str(session.execute("query-status")["status"])
-                if status == "running":
-                    break
-                if status not in ("inmigrate", "prelaunch") and status != "running":
-                    session.execute("cont")
-                    break
-                if time.monotonic() > deadline or not pid_alive(pid, marker):
-                    raise CitadelleError(f"lab clone {name!r}: restore stuck in {status!r}; "
-                                         f"see {directory / 'qemu.log'}")
-                time.sleep(0.05)
+        try:
+            self._resume(directory, pid, marker)
+        except QMPError as err:
+            # A restore with arguments that differ from the saved VM's fails here: qemu says why.
+            raise CitadelleError(f"lab clone {name!r}: restore failed ({err.message}); qemu: "
+                                 + console_tail(directory / "qemu.log", 2)) from None
         target = self._target(port)
         wait_for_ssh(target, pid, marker, directory / "console.log", RESTORE_SSH_TIMEOUT_S)
         restored = time.time() - started
@@ -347,6 +341,22 @@ class Lab:
                                   "ready_s": round(time.time() - started, 1)}
         (directory / "clone.json").write_text(json.dumps(data, indent=2) + "\n")
         return clone
+
+    @staticmethod
+    def _resume(directory: Path, pid: int, marker: str) -> None:
+        """Wait until the incoming state is loaded, then make sure the VM runs."""
+        with QMP(qmp_path(directory)) as session:
+            deadline = time.monotonic() + 120
+            while True:
+                status = str(session.execute("query-status")["status"])
+                if status == "running":
+                    return
+                if status not in ("inmigrate", "prelaunch"):
+                    session.execute("cont")
+                    return
+                if time.monotonic() > deadline or not pid_alive(pid, marker):
+                    raise QMPError(f"still {status!r} after the state file was read")
+                time.sleep(0.05)
 
     @staticmethod
     def _host_keys(directory: Path, name: str) -> dict[str, str]:

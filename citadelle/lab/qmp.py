@@ -47,7 +47,10 @@ class QMP:
                     raise QMPError(f"lab: QMP socket {self.path} not answering: {err}") from None
                 time.sleep(0.1)
         self._sock = sock
-        greeting = self._read()
+        try:
+            greeting = self._read()
+        except OSError as err:
+            raise QMPError(f"lab: QMP socket {self.path}: {err}") from None
         if "QMP" not in greeting:
             raise QMPError(f"lab: unexpected QMP greeting on {self.path}: {greeting}")
         self.execute("qmp_capabilities")
@@ -75,12 +78,15 @@ class QMP:
         request: dict[str, Any] = {"execute": command}
         if arguments:
             request["arguments"] = arguments
-        self._sock.sendall(json.dumps(request).encode() + b"\n")
-        while True:
-            reply = self._read()
-            if "event" in reply:
-                continue
-            if "error" in reply:
-                error = reply["error"]
-                raise QMPError(f"lab: QMP {command} failed: {error.get('desc', error)}")
-            return reply.get("return")
+        try:
+            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            while True:
+                reply = self._read()
+                if "event" not in reply:
+                    break
+        except OSError as err:
+            raise QMPError(f"lab: QMP {command} on {self.path}: {err}") from None
+        if "error" in reply:
+            error = reply["error"]
+            raise QMPError(f"lab: QMP {command} failed: {error.get('desc', error)}")
+        return reply.get("return")
