@@ -37,7 +37,8 @@ def _plain(value: Any) -> Any:
     if is_secret(value):
         return SECRET_MASK
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        # Sorted keys: the wire's map order is not the declaration order; diffs stay stable.
+        return {k: _plain(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, float) and value.is_integer():
@@ -77,6 +78,22 @@ def manifests(recording: Recording) -> dict[str, dict[str, Any]]:
     return dict(sorted(result.items()))
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (embedded config files) as literal blocks, readable in review."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(manifest: dict[str, Any]) -> str:
+    return yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
 def write_manifests(objects: dict[str, dict[str, Any]], out: Path) -> None:
     """Write the tree; stale files of an earlier render are removed, nothing else is touched."""
     for folder in (CRD_DIR, MANIFEST_DIR):
@@ -85,7 +102,7 @@ def write_manifests(objects: dict[str, dict[str, Any]], out: Path) -> None:
             if f"{folder}/{stale.name}" not in objects:
                 stale.unlink()
     for relative, manifest in objects.items():
-        text = yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
+        text = dump(manifest)
         target = out / relative
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")

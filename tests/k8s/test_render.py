@@ -79,6 +79,8 @@ def test_render_command_writes_the_tree_idempotently(tmp_path: Path,
     assert files == sorted(_rendered("dev", "magnum"))
     assert f"{len(files)} manifests in {out}" in printed
     assert not stale.exists() and keep.read_text() == "not a manifest\n"
+    rendered = _rendered("dev", "magnum")
+    assert all(yaml.safe_load((out / f).read_text()) == rendered[f] for f in files)
     first = {f: (out / f).read_bytes() for f in files}
     mtimes = {f: (out / f).stat().st_mtime_ns for f in files}
     assert main(["render", "dev", "--out", str(out)]) == 0
