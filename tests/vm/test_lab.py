@@ -238,6 +238,16 @@ def test_ansible_becomes_root_through_the_inventory(pair):
 
 
 @pytest.mark.vm
+def test_testinfra_reaches_a_clone_through_the_ssh_config(pair):
+    import testinfra
+
+    host = testinfra.get_host("ssh://lab-b", ssh_config=str(pair.ssh_config))
+    assert host.check_output("id -un") == DEFAULT_ADMIN_USER
+    assert host.file("/etc/hostname").content_string.strip() == "lab-b"
+    assert host.service("ssh").is_running
+
+
+@pytest.mark.vm
 def test_down_kills_the_clone_by_pid(lab: Lab, lab_clones):
     inventory = lab_clones({"lab-gone": "gateway"})
     clone = inventory.clone("lab-gone")
