@@ -8,7 +8,8 @@ declared offline (``citadelle plan``) and reduced to structural facts, compared 
   ``cidr`` / ``world`` for address peers);
 - ``public``: floating IPs by the tier they expose;
 - ``encryption``: volumes by tier and whether their type is the encrypted one, the encrypted
-  type's spec, Barbican keys (purpose, algorithm, length, who may read), object-storage ACLs;
+  type's spec, Barbican keys (purpose, algorithm, length, who may read) and which resources
+  reference each key, object-storage ACLs;
 - ``kubernetes``: the in-cluster baseline (kind, namespace, name and its security content:
   Pod Security labels, NetworkPolicy shape, role bindings, quotas' keys), with workspace
   namespaces folded into ``ws-*``.
@@ -137,6 +138,15 @@ def _k8s_security(resource: RecordedResource) -> str:
     return ""
 
 
+def _key_uses(resource: RecordedResource, key_refs: dict[str, str]) -> list[Fact]:
+    """The Barbican keys (by purpose) a resource's inputs reference."""
+    text = json.dumps(resource.inputs)
+    kind = short_type(resource.type)
+    name = _fold(str((resource.inputs.get("metadata") or {}).get("name", "-"))) \
+        if resource.type.startswith("kubernetes:") else "-"
+    return [("key-use", kind, name, purpose) for ref, purpose in key_refs.items() if ref in text]
+
+
 def facts(recording: Recording) -> dict[str, Counter[Fact]]:
     """The structural facts of one recorded environment."""
     by_urn = recording.by_urn()
@@ -148,6 +158,11 @@ def facts(recording: Recording) -> dict[str, Counter[Fact]]:
             "openstack:blockstorage/volumeTypeV3:VolumeTypeV3")
         if (r.inputs.get("extraSpecs") or {}).get("citadelle:encryption_provider")
     }
+    # Key usage: which resources reference which Barbican key (by purpose).
+    key_refs = {str(r.outputs.get("secretRef")): _fold(str((r.inputs.get("metadata") or {})
+                                                           .get("purpose", "-")))
+                for r in recording.of_type("openstack:keymanager/secretV1:SecretV1")
+                if r.outputs.get("secretRef")}
     vip_ports = {str(r.outputs.get("vipPortId")): tier_of.get(r.urn, "-")
                  for r in recording.of_type("openstack:loadbalancer/loadBalancer:LoadBalancer")}
     for resource in recording.resources:
@@ -192,6 +207,7 @@ def facts(recording: Recording) -> dict[str, Counter[Fact]]:
                          for k in ("containerRead", "containerWrite"))
             result["encryption"][("container", "public" if public else "private",
                                   f"versioning={inputs.get('versioning')}")] += 1
+        result["encryption"].update(_key_uses(resource, key_refs))
         if resource.type.startswith("kubernetes:") and "kind" in inputs:
             meta = inputs.get("metadata") or {}
             result["kubernetes"][(str(inputs.get("kind")),

@@ -129,3 +129,15 @@ def test_allowances_come_from_the_parity_namespace():
     assert _allowances({}) == []
     with pytest.raises(CitadelleError, match="parity:allowCounts: expected a list of patterns"):
         _allowances({ALLOW_KEY: "all"})
+
+
+def test_key_no_longer_used_is_reported(prod, mirror):
+    kek = first(mirror, "SecretV1", name="citadelle-mirror-kubernetes-kek")
+    ref = kek.outputs["secretRef"]
+    users = [r for r in mirror.resources if ref in json.dumps(r.inputs) and r is not kek]
+    profile = next(r for r in users if r.type == "kubernetes:core/v1:ConfigMap")
+    profile.inputs = json.loads(json.dumps(profile.inputs).replace(ref, "offline:another-key"))
+    report = compare(prod, mirror)
+    lost = [d for d in report.drift if d.category == "encryption" and d.fact[0] == "key-use"]
+    assert [(d.fact[1], d.fact[3], d.a, d.b) for d in lost] == [
+        ("ConfigMap", "kubernetes", 1, 0)]
