@@ -674,7 +674,8 @@ def sovereignty_report(
         scan_roles(scanner, roles_dir)
     if playbooks_dir.is_dir():
         scan_playbooks(scanner, playbooks_dir)
-    scan_inventory(scanner, env, settings, recording)
+    if "servers" in recording.stack_outputs:  # a program that deploys hosts to harden
+        scan_inventory(scanner, env, settings, recording)
     if manifests_dir is not None:
         scan_manifests(scanner, manifests_dir)
     allow_list = []
@@ -770,6 +771,9 @@ def _handle(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CitadelleError(f"{args.recording}: not a recorded plan "
                                  f"(citadelle plan ENV --json FILE): {err}") from None
+        if recording.stack != args.env:
+            raise CitadelleError(f"{args.recording} is the plan of {recording.stack!r}, not "
+                                 f"{args.env!r}: record it with citadelle plan {args.env} --json")
     report = sovereignty_report(
         args.env,
         project_file=Path(args.project),

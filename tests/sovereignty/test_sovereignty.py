@@ -409,3 +409,13 @@ def test_rendered_manifests_are_scanned(tmp_path, recordings):
         ("leak.yaml", "data.endpoint", "otel.example.com"),
         ("leak.yaml", "spec.template.spec.containers[0].image", "quay.io")]
     assert any(u.location.endswith("ok.yaml") and u.status == "allowed" for u in report.uses)
+
+
+def test_recording_of_another_environment_is_refused(cli, environ, recordings, tmp_path):
+    saved = tmp_path / "dev.json"
+    saved.write_text(json.dumps(recordings("dev").to_dict()))
+    result = cli(["sovereignty", "prod", "--recording", str(saved)], environ())
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"citadelle: error: {saved} is the plan of 'dev', not 'prod': record it with "
+        "citadelle plan prod --json")
