@@ -330,7 +330,7 @@ def _lean_runtime() -> Iterator[None]:
     Every registration walks the Python stack and reads source lines for the engine's error
     messages (about 20% of the time), and the cyclic GC rescans every live Output on each pass,
     which makes a run quadratic in the number of resources (measured: 1000 research workspaces).
-    The run is bounded, so its cycles are collected once at the end instead.
+    The run is bounded: its cycles wait for the collector's next pass after the run.
     """
     original = runtime_resource._get_stack_trace
     collecting = gc.isenabled()
@@ -342,7 +342,6 @@ def _lean_runtime() -> Iterator[None]:
         runtime_resource._get_stack_trace = original
         if collecting:
             gc.enable()
-            gc.collect()
 
 
 def _record(
