@@ -262,3 +262,11 @@ def test_export_refuses_a_foreign_backend(cli, environ):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("citadelle: error: refusing to run pulumi for prod")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_stack_file_carries_exactly_one_secretsprovider_line(env):
+    # YAML keeps the last of duplicated keys silently: count the lines themselves.
+    text = (paths.ENVIRONMENTS_DIR / f"Pulumi.{env}.yaml").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.startswith("secretsprovider:")]
+    assert lines == [f"secretsprovider: {decide_backend(env, {}).policy_secrets}"]
