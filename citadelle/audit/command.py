@@ -80,11 +80,11 @@ def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
     from citadelle.audit.allowlist import from_environment  # noqa: PLC0415
     from citadelle.plan import plan_environment  # noqa: PLC0415
 
-    target = from_environment(args.env)
-    recording = plan_environment(args.env)
     try:
         if args.audit == "drift":
-            return drift.run(conn, recording)
+            return drift.run_with_plan(conn, lambda: plan_environment(args.env))
+        target = from_environment(args.env)
+        recording = plan_environment(args.env)
         allow = target.allow.with_loopback() if args.mode == "lab" else target.allow
         ctx = conformance.Context(
             conn=conn,

@@ -9,7 +9,8 @@ consequence of declared resources and are not compared one by one.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,20 +216,34 @@ class Live:
 
 
 def read_live(conn: Any) -> Live:
+    """Read the project, one thread per service (each API answers on its own)."""
     project = conn.current_project_id
-    network = conn.network
-    return Live(
-        networks=[n for n in network.networks(project_id=project)],
-        subnets=list(network.subnets(project_id=project)),
-        routers=list(network.routers(project_id=project)),
-        groups=list(network.security_groups(project_id=project)),
-        rules=list(network.security_group_rules(project_id=project)),
-        ports=list(network.ports(project_id=project)),
-        floating_ips=list(network.ips(project_id=project)),
-        volumes=list(conn.block_storage.volumes(details=True)),
-        volume_types=list(conn.block_storage.types()),
-        secrets=list(conn.key_manager.secrets()),
-    )
+    network, block_storage, key_manager = conn.network, conn.block_storage, conn.key_manager
+
+    def neutron() -> dict[str, list[Any]]:
+        return {
+            "networks": list(network.networks(project_id=project)),
+            "subnets": list(network.subnets(project_id=project)),
+            "routers": list(network.routers(project_id=project)),
+            "groups": list(network.security_groups(project_id=project)),
+            "rules": list(network.security_group_rules(project_id=project)),
+            "ports": list(network.ports(project_id=project)),
+            "floating_ips": list(network.ips(project_id=project)),
+        }
+
+    def cinder() -> dict[str, list[Any]]:
+        return {
+            "volumes": list(block_storage.volumes(details=True)),
+            "volume_types": list(block_storage.types()),
+        }
+
+    def barbican() -> dict[str, list[Any]]:
+        return {"secrets": list(key_manager.secrets())}
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        parts = [pool.submit(read) for read in (neutron, cinder, barbican)]
+        merged = {k: v for part in parts for k, v in part.result().items()}
+    return Live(**merged)
 
 
 def _fail(check: Check, kind: str, name: str, message: str) -> Result:
@@ -475,3 +490,11 @@ def compare(conn: Any, declared: Declared, live: Live) -> list[Result]:
 
 def run(conn: Any, recording: Recording) -> list[Result]:
     return compare(conn, declared_from_plan(recording), read_live(conn))
+
+
+def run_with_plan(conn: Any, plan: Callable[[], Recording]) -> list[Result]:
+    """Read the cloud while the program is evaluated offline: both take seconds."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        live = pool.submit(read_live, conn)
+        declared = declared_from_plan(plan())
+        return compare(conn, declared, live.result())

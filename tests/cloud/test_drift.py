@@ -23,6 +23,7 @@ from citadelle.plan import plan_environment
 CITADELLE = str(REPO_ROOT / ".venv" / "bin" / "citadelle")
 DATA_GROUP = "citadelle-dev-data"
 DATA_NETWORK = "citadelle-dev-data"
+DEV_VOLUMES = ("citadelle-dev-gateway-1-data", "citadelle-dev-datastore-1-data")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,8 @@ def _secret_readable_by_everyone(admin: Any, member: Any) -> Callable[[], None]:
         payload=base64.b64encode(os.urandom(16)).decode(),
         payload_content_type="application/octet-stream", payload_content_encoding="base64",
     )  # fmt: skip
-    return lambda: member.key_manager.delete_secret(secret)
+    # A freshly created Secret carries its href as id: delete by UUID.
+    return lambda: member.key_manager.delete_secret(secret.secret_ref.rsplit("/", 1)[-1])
 
 
 def _declared_rule_removed(admin: Any, member: Any) -> Callable[[], None]:
@@ -113,11 +115,26 @@ def _declared_rule_removed(admin: Any, member: Any) -> Callable[[], None]:
 
 
 def _volume_type_encryption_removed(admin: Any, member: Any) -> Callable[[], None]:
+    # Cinder refuses to drop the spec of a type in use: remove the declared volumes (and the
+    # keys Cinder made for them) first, recreate them after.
     volume_type = admin.block_storage.find_type("citadelle-dev-luks")
+    volumes = [v for v in member.block_storage.volumes(details=True) if v.name in DEV_VOLUMES]
+    for volume in volumes:
+        admin.block_storage.delete_volume(volume, force=True)
+        member.key_manager.delete_secret(volume.encryption_key_id)
     spec = admin.block_storage.get_type_encryption(volume_type.id)
     saved = {k: getattr(spec, k) for k in ("provider", "cipher", "key_size", "control_location")}
     admin.block_storage.delete_type_encryption(encryption=spec, volume_type=volume_type)
-    return lambda: admin.block_storage.create_type_encryption(volume_type, **saved)
+
+    def restore() -> None:
+        admin.block_storage.create_type_encryption(volume_type, **saved)
+        for volume in volumes:
+            member.block_storage.create_volume(
+                name=volume.name, size=volume.size, volume_type=volume.volume_type,
+                availability_zone=volume.availability_zone, metadata=volume.metadata,
+            )  # fmt: skip
+
+    return restore
 
 
 @dataclass(frozen=True)
@@ -143,8 +160,8 @@ VIOLATIONS = [
                                  "from citadelle-dev-admin")}),
     Violation("volume type encryption removed", _volume_type_encryption_removed,
               {("drift-volume-type-encryption", "volume-type/citadelle-dev-luks"),
-               ("drift-unencrypted-volume", "volume/citadelle-dev-gateway-1-data"),
-               ("drift-unencrypted-volume", "volume/citadelle-dev-datastore-1-data")}),
+               ("drift-missing", "volume/citadelle-dev-gateway-1-data"),
+               ("drift-missing", "volume/citadelle-dev-datastore-1-data")}),
 ]  # fmt: skip
 
 
