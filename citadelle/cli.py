@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.lab.commands",
     "citadelle.cloudlab.command",
     "citadelle.audit.command",
+    "citadelle.harden",
     "citadelle.inventory",
     "citadelle.checks_runner",
     "citadelle.deploy",
