@@ -2,11 +2,12 @@
 
 The CLI starts a Python pack as ``python -u -m pulumi.policy <engine-address> .`` in the pack's
 directory (``pulumi-analyzer-policy-python``), reads the port the pack prints, then speaks the
-Analyzer gRPC service: ``GetAnalyzerInfo``, ``ConfigureStack``, ``Configure`` (every policy's
-enforcement level and config, schema defaults applied by the engine), ``Remediate`` then
-``Analyze`` for each resource (inputs, secrets kept as secrets), ``AnalyzeStack`` with the final
-state of every resource. ``PolicyAnalyzer`` does the same; ``EngineServer`` is the minimal Engine
-service the pack's ``<engine-address>`` points to (it only receives log messages).
+Analyzer gRPC service: ``Handshake``, ``GetAnalyzerInfo``, ``ConfigureStack``, ``Configure``
+(every policy's enforcement level and config, schema defaults applied by the engine),
+``Remediate`` then ``Analyze`` for each resource (inputs, secrets kept as secrets),
+``AnalyzeStack`` with the final state of every resource. ``PolicyAnalyzer`` does the same;
+``EngineServer`` is the minimal Engine service the pack's ``<engine-address>`` points to (it only
+receives log messages).
 """
 
 from __future__ import annotations
@@ -235,11 +236,24 @@ class PolicyAnalyzer:
                      ("grpc.max_send_message_length", 400 * 1024 * 1024)],
         )
         self._stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
+        self._handshake()
         info = self._call("GetAnalyzerInfo", empty_pb2.Empty())
         self.pack_name, self.pack_version = info.name, info.version
         self.info = [_policy_info(p) for p in info.policies]
         self.plugin_version = self._call("GetPluginInfo", empty_pb2.Empty()).version
         return self
+
+    def _handshake(self) -> None:
+        """The engine's first call; Python packs do not implement it (UNIMPLEMENTED is fine)."""
+        request = analyzer_pb2.AnalyzerHandshakeRequest(
+            engine_address=self.engine.address, root_directory=str(self.pack_dir),
+            program_directory=str(self.pack_dir),
+        )
+        try:
+            self._stub.Handshake(request, timeout=30)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise CitadelleError(f"the policy pack refused Handshake: {err}") from None
 
     def close(self) -> None:
         if self.channel is not None:
