@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -54,21 +55,33 @@ def connect(cloud: str | None) -> Any:
 
     if not cloud:
         raise CitadelleError("no cloud selected: pass --os-cloud NAME or set OS_CLOUD")
+    # keystoneauth logs discovery fallbacks on stderr; the one-line error says it all.
+    logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     try:
         conn = openstack.connect(cloud=cloud)
+        auth_url = conn.config.get_auth_args().get("auth_url", "?")
         conn.authorize()
     except openstack.exceptions.ConfigException as err:
-        raise CitadelleError(f"cloud {cloud!r}: {err}") from None
-    except ks_exc.Unauthorized:
-        raise CitadelleError(
-            f"cloud {cloud!r}: authentication refused (HTTP 401): check the credentials in "
-            "clouds.yaml"
-        ) from None
-    except ks_exc.ConnectFailure as err:
-        raise CitadelleError(f"cloud {cloud!r}: identity endpoint unreachable: {err}") from None
+        raise CitadelleError(f"cloud {cloud!r}: {_one_line(err)}") from None
     except (ks_exc.ClientException, openstack.exceptions.SDKException) as err:
-        raise CitadelleError(f"cloud {cloud!r}: {err}") from None
+        # openstacksdk wraps keystoneauth's exception: look at the cause.
+        cause = err.__cause__ or err.__context__ or err
+        if isinstance(cause, ks_exc.ConnectFailure | ks_exc.DiscoveryFailure):
+            raise CitadelleError(
+                f"cloud {cloud!r}: identity endpoint unreachable ({auth_url}): check auth_url "
+                "in clouds.yaml and the network path"
+            ) from None
+        if isinstance(cause, ks_exc.Unauthorized) or "(HTTP 401)" in str(err):
+            raise CitadelleError(
+                f"cloud {cloud!r}: authentication refused (HTTP 401): check the credentials in "
+                "clouds.yaml"
+            ) from None
+        raise CitadelleError(f"cloud {cloud!r}: {_one_line(err)}") from None
     return conn
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
@@ -96,11 +109,16 @@ def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
         )
         return conformance.run(ctx)
     except ks_exc.ConnectFailure as err:
-        raise CitadelleError(f"cloud {args.os_cloud!r}: endpoint unreachable: {err}") from None
+        raise CitadelleError(
+            f"cloud {args.os_cloud!r}: endpoint unreachable: {_one_line(err)}"
+        ) from None
     except os_exc.HttpException as err:
         raise CitadelleError(
-            f"cloud {args.os_cloud!r}: API answered HTTP {err.status_code}: {err.details!s}"
+            f"cloud {args.os_cloud!r}: API answered HTTP {err.status_code}: "
+            f"{_one_line(Exception(err.details))}"
         ) from None
+    except os_exc.SDKException as err:
+        raise CitadelleError(f"cloud {args.os_cloud!r}: {_one_line(err)}") from None
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -129,9 +129,10 @@ def _kill(pid: int, timeout: float = 15.0) -> None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
             if not _is_lab_process(pid):
+                # Reap it when this process started it (a test session), or it stays a zombie.
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
                 return
             time.sleep(0.1)
 
