@@ -258,11 +258,12 @@ OPERATOR_RULES = [
 ]
 
 # A research project inside its own workspace: its workloads and their data, never the
-# namespace's isolation (NetworkPolicy, quota, RBAC) nor any other namespace.
+# namespace's isolation (NetworkPolicy, quota, RBAC) nor any other namespace. No exec, attach or
+# port-forward: through the API they copy data out of the platform (`kubectl cp`), around the
+# reviewed export of results.
 RESEARCH_RULES = [
     _rule([""], ["pods", "services", "configmaps", "secrets", "persistentvolumeclaims"], WRITE),
     _rule([""], ["pods/log"], READ),
-    _rule([""], ["pods/exec", "pods/portforward"], ["create", "get"]),
     _rule([""], ["events", "resourcequotas", "limitranges", "serviceaccounts"], READ),
     _rule(["apps"], ["deployments", "statefulsets", "replicasets"], WRITE),
     _rule(["batch"], ["jobs", "cronjobs"], WRITE),

@@ -148,6 +148,10 @@ def test_roles_grant_no_wildcard_no_secret_read_cluster_wide_no_isolation_write(
     auditor = roles["citadelle-auditor"]
     assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in auditor)
     assert not any("secrets" in r["resources"] or "pods/log" in r["resources"] for r in auditor)
+    # Data leaves a workspace only through the reviewed export: no copy through the API.
+    tunnels = {"pods/exec", "pods/attach", "pods/portforward", "pods/proxy", "services/proxy"}
+    for name, rules in roles.items():
+        assert not any(tunnels & set(r["resources"]) for r in rules), name
     isolation = {"networkpolicies", "roles", "rolebindings", "resourcequotas", "limitranges"}
     for name in ("citadelle-operator", "citadelle-research"):
         for rule in roles[name]:
