@@ -228,9 +228,10 @@ def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str
 READ = ["get", "list", "watch"]
 WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
-# What the cluster is, without the content of secrets or of pods' logs (health data).
+# What the cluster is, without the content of secrets, config maps or pods' logs: in a
+# workspace any of them may hold health data.
 AUDIT_READ_RULES = [
-    _rule([""], ["namespaces", "pods", "services", "endpoints", "configmaps",
+    _rule([""], ["namespaces", "pods", "services", "endpoints",
                  "persistentvolumeclaims", "persistentvolumes", "resourcequotas", "limitranges",
                  "serviceaccounts", "nodes", "events"], READ),
     _rule(["apps"], ["deployments", "statefulsets", "daemonsets", "replicasets"], READ),

@@ -147,7 +147,7 @@ def test_roles_grant_no_wildcard_no_secret_read_cluster_wide_no_isolation_write(
             assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"]
     auditor = roles["citadelle-auditor"]
     assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in auditor)
-    assert not any("secrets" in r["resources"] or "pods/log" in r["resources"] for r in auditor)
+    assert not any({"secrets", "configmaps", "pods/log"} & set(r["resources"]) for r in auditor)
     # Data leaves a workspace only through the reviewed export: no copy through the API.
     tunnels = {"pods/exec", "pods/attach", "pods/portforward", "pods/proxy", "services/proxy"}
     for name, rules in roles.items():
