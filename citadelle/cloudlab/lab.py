@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -264,10 +265,16 @@ def _wait_healthy(pids: Mapping[str, int]) -> None:
 
 
 def _log_hint(name: str) -> str:
-    return str((STATE / "log" / f"{name}-uwsgi.log").relative_to(REPO_ROOT))
+    log = STATE / "log" / f"{name}-uwsgi.log"
+    if not log.exists():  # uwsgi stopped before opening its log
+        log = STATE / "log" / f"{name}-console.log"
+    return str(log.relative_to(REPO_ROOT))
 
 
 # -- bootstrap -------------------------------------------------------------------------------
+
+
+Step = tuple[list[str], dict[str, str]]
 
 
 def _run(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> None:
@@ -280,35 +287,20 @@ def _run(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         cwd=STATE,
     )
     if result.returncode != 0:
-        down()
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise CitadelleError(f"cloud lab bootstrap: `{Path(cmd[0]).name}` failed: {last[0]}")
 
 
-def _run_parallel(commands: Sequence[tuple[list[str], dict[str, str]]]) -> None:
-    procs = [
-        (
-            cmd,
-            subprocess.Popen(
-                cmd,
-                env={**os.environ, **env},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=STATE,
-            ),
-        )
-        for cmd, env in commands
-    ]
-    failures = []
-    for cmd, proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            last = out.strip().splitlines()[-1:] or ["no output"]
-            failures.append(f"`{' '.join(Path(c).name for c in cmd[:3])}` failed: {last[0]}")
-    if failures:
-        down()
-        raise CitadelleError(f"cloud lab bootstrap: {failures[0]}")
+def _run_chains(chains: Sequence[Sequence[Step]]) -> None:
+    """Run each chain's steps in order, the chains side by side (they share nothing)."""
+
+    def run_chain(chain: Sequence[Step]) -> None:
+        for cmd, env in chain:
+            _run(cmd, env)
+
+    with ThreadPoolExecutor(max_workers=len(chains)) as pool:
+        for future in [pool.submit(run_chain, chain) for chain in chains]:
+            future.result()
 
 
 def _new_secrets() -> Secrets:
@@ -404,61 +396,44 @@ for az in sys.argv[2:]:
 def _bootstrap_databases(secrets: Secrets) -> None:
     etc = STATE / "etc"
     user = pwd.getpwuid(os.getuid()).pw_name
-    group = user
     keystone = ["/usr/bin/keystone-manage", "--config-file", str(etc / "keystone.conf")]
-    _run(
-        [
-            "/usr/bin/softhsm2-util", "--init-token", "--free",
-            "--label", configs.HSM_LABEL,
-            "--so-pin", secrets.hsm_so_pin, "--pin", secrets.hsm_pin,
-        ],
-        _hsm_env(),
-    )  # fmt: skip
     barbican_manage = [str(BARBICAN_VENV / "bin/barbican-manage")]
-    neutron_db_manage = [str(SYSTEM_PYTHON), str(PKGROOT / "usr/bin/neutron-db-manage"),
-                         "--config-file", str(etc / "neutron.conf"),
-                         "--config-file", str(etc / "ml2_conf.ini")]  # fmt: skip
-    # Keystone first (the others need its catalog only once they serve requests).
-    _run([*keystone, "db_sync"])
-    _run([*keystone, "fernet_setup", "--keystone-user", user, "--keystone-group", group])
-    _run([*keystone, "credential_setup", "--keystone-user", user, "--keystone-group", group])
     url = configs.keystone_url() + "/v3"
-    _run(
-        [
-            *keystone, "bootstrap",
-            "--bootstrap-password", secrets.admin_password,
-            "--bootstrap-region-id", configs.REGION,
-            "--bootstrap-admin-url", url,
-            "--bootstrap-public-url", url,
-            "--bootstrap-internal-url", url,
-        ]
-    )  # fmt: skip
-    _run_parallel(
-        [
-            ([*barbican_manage, "db", "upgrade"], _barbican_env()),
-            (
-                [str(SYSTEM_PYTHON), "-c", NEUTRON_SCHEMA,
-                 configs.sqlite_url(STATE / "db" / "neutron.sqlite")],
-                {},
-            ),
-            (
-                [str(SYSTEM_PYTHON), str(PKGROOT / "usr/bin/cinder-manage"),
-                 "--config-file", str(etc / "cinder.conf"), "db", "sync"],
-                {},
-            ),
-        ]
-    )  # fmt: skip
+    keystone_chain: list[Step] = [
+        ([*keystone, "db_sync"], {}),
+        ([*keystone, "fernet_setup", "--keystone-user", user, "--keystone-group", user], {}),
+        ([*keystone, "credential_setup", "--keystone-user", user, "--keystone-group", user], {}),
+        ([*keystone, "bootstrap",
+          "--bootstrap-password", secrets.admin_password,
+          "--bootstrap-region-id", configs.REGION,
+          "--bootstrap-admin-url", url,
+          "--bootstrap-public-url", url,
+          "--bootstrap-internal-url", url], {}),
+    ]  # fmt: skip
+    barbican_chain: list[Step] = [
+        (["/usr/bin/softhsm2-util", "--init-token", "--free", "--label", configs.HSM_LABEL,
+          "--so-pin", secrets.hsm_so_pin, "--pin", secrets.hsm_pin], _hsm_env()),
+        ([*barbican_manage, "db", "upgrade"], _barbican_env()),
+        # The master KEK and the HMAC key are generated inside the token.
+        ([*barbican_manage, "hsm", "gen_mkek"], _barbican_env()),
+        ([*barbican_manage, "hsm", "gen_hmac"], _barbican_env()),
+    ]  # fmt: skip
     # Neutron's alembic migrations do not run on SQLite: the tables come from the models,
     # then the revision is stamped so the server accepts the schema.
-    _run_parallel(
-        [
-            ([*neutron_db_manage, "stamp", "heads"], {}),
-            ([str(SYSTEM_PYTHON), "-c", CINDER_AZS, str(etc / "cinder.conf"),
-              *AVAILABILITY_ZONES], {}),
-            ([*barbican_manage, "hsm", "gen_mkek"], _barbican_env()),
-        ]
-    )  # fmt: skip
-    _run([*barbican_manage, "hsm", "gen_hmac"], _barbican_env())
+    neutron_chain: list[Step] = [
+        ([str(SYSTEM_PYTHON), "-c", NEUTRON_SCHEMA,
+          configs.sqlite_url(STATE / "db" / "neutron.sqlite")], {}),
+        ([str(SYSTEM_PYTHON), str(PKGROOT / "usr/bin/neutron-db-manage"),
+          "--config-file", str(etc / "neutron.conf"),
+          "--config-file", str(etc / "ml2_conf.ini"), "stamp", "heads"], {}),
+    ]  # fmt: skip
+    cinder_chain: list[Step] = [
+        ([str(SYSTEM_PYTHON), str(PKGROOT / "usr/bin/cinder-manage"),
+          "--config-file", str(etc / "cinder.conf"), "db", "sync"], {}),
+        ([str(SYSTEM_PYTHON), "-c", CINDER_AZS, str(etc / "cinder.conf"),
+          *AVAILABILITY_ZONES], {}),
+    ]  # fmt: skip
+    _run_chains([keystone_chain, barbican_chain, neutron_chain, cinder_chain])
 
 
 def _snapshot() -> None:
