@@ -107,6 +107,9 @@ def declare_kubernetes(
             data_ports=settings.network.data_ports,
             ingress_port=k8s.ingress_port,
             backend_port=k8s.backend_port,
+            # Magnum's masters (behind the private API load balancer) live in the app tier.
+            api_cidrs=k8s.api_server_cidrs or (tiers["app"].cidr,),
+            api_port=k8s.api_server_port,
             security_profile=cluster.security_profile,
         ),
         opts=in_cluster,

@@ -491,6 +491,11 @@ class KubernetesSettings(_Model):
     )
     ingress_port: int = Field(default=8443, ge=1024, le=65535)
     backend_port: int = Field(default=8080, ge=1024, le=65535)
+    api_server_cidrs: tuple[Cidr, ...] = Field(
+        default=(),
+        description="addresses of the API server (existing mode; Magnum: the app tier's masters)",
+    )
+    api_server_port: int = Field(default=6443, ge=1, le=65535)
     platform_quotas: Quotas = Quotas(cpu=16, memory_gi=64, storage_gi=200)
     etcd_volume_gb: int = Field(default=20, ge=10, le=500)
     audit_log_max_age_days: int = Field(default=30, ge=1, le=400)
@@ -636,6 +641,11 @@ class Settings(_Model):
             raise ValueError(
                 "keys.purposes lacks 'kubernetes'; the cluster's secrets are encrypted with "
                 "that Barbican KEK (KMS v2): add it"
+            )
+        if k8s.mode == "existing" and not k8s.api_server_cidrs:
+            raise ValueError(
+                "kubernetes.apiServerCidrs is empty; in existing mode name the API server's "
+                "addresses (the ingress controller's only way to the API)"
             )
         zones = self.openstack.availability_zones
         if k8s.mode == "magnum":

@@ -70,6 +70,8 @@ class BaselineArgs:
     data_ports: tuple[int, ...]
     ingress_port: int
     backend_port: int
+    api_cidrs: tuple[str, ...]
+    api_port: int
     security_profile: Mapping[str, pulumi.Input[str]]
 
 
@@ -395,7 +397,10 @@ def service_exposure_policy() -> dict[str, Any]:
 
 
 def platform_flows(args: BaselineArgs) -> list[dict[str, Any]]:
-    """The platform's service path: edge LB -> ingress controller -> backends -> data tier."""
+    """The platform's service path: edge LB -> ingress controller -> backends -> data tier.
+
+    The ingress controller also watches Ingress objects: it alone may reach the API server.
+    """
     return [
         network_policy(
             INGRESS_NAMESPACE,
@@ -422,6 +427,17 @@ def platform_flows(args: BaselineArgs) -> list[dict[str, Any]]:
                         }
                     ],
                     "ports": [{"protocol": "TCP", "port": args.backend_port}],
+                }
+            ],
+        ),
+        network_policy(
+            INGRESS_NAMESPACE,
+            "allow-ingress-to-api",
+            pod_selector=INGRESS_SELECTOR,
+            egress=[
+                {
+                    "to": [{"ipBlock": {"cidr": cidr}} for cidr in args.api_cidrs],
+                    "ports": [{"protocol": "TCP", "port": args.api_port}],
                 }
             ],
         ),

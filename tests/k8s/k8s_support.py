@@ -39,10 +39,13 @@ def _decode(value: str) -> Any:
 
 
 SECURE = object()  # a value set with `pulumi config set --secret`
+EXISTING_API_CIDR = "10.250.30.0/28"
 
 
 def existing_mode(values: Values) -> None:
     values["kubernetes"]["mode"] = "existing"
+    # The provider's API endpoint, inside its own network (SecNumCloud provider range).
+    values["kubernetes"]["apiServerCidrs"] = [EXISTING_API_CIDR]
     values["kubeconfig"] = SECURE
 
 

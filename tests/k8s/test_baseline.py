@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from k8s_support import (
     ENVIRONMENTS,
+    EXISTING_API_CIDR,
     MODES,
     kube_objects,
     namespaced,
@@ -86,6 +87,7 @@ def test_allowed_flows_are_exactly_the_platform_path(recording: Recording) -> No
         ("citadelle-ingress", "default-deny"), ("citadelle-ingress", "allow-dns"),
         ("citadelle-ingress", "allow-edge-to-ingress"),
         ("citadelle-ingress", "allow-ingress-to-backends"),
+        ("citadelle-ingress", "allow-ingress-to-api"),
         ("citadelle-apps", "default-deny"), ("citadelle-apps", "allow-dns"),
         ("citadelle-apps", "allow-from-ingress"), ("citadelle-apps", "allow-apps-to-data"),
     ])
@@ -94,6 +96,11 @@ def test_allowed_flows_are_exactly_the_platform_path(recording: Recording) -> No
     data = flows[("citadelle-apps", "allow-apps-to-data")]["egress"][0]
     assert data["to"] == [{"ipBlock": {"cidr": tiers["data"]["cidr"]}}]
     assert sorted(p["port"] for p in data["ports"]) == sorted(values["network"]["dataPorts"])
+    api = flows[("citadelle-ingress", "allow-ingress-to-api")]["egress"][0]
+    magnum = recording.stack_outputs["kubernetes"]["mode"] == "magnum"
+    expected_api = tiers["app"]["cidr"] if magnum else EXISTING_API_CIDR
+    assert api["to"] == [{"ipBlock": {"cidr": expected_api}}]
+    assert api["ports"] == [{"protocol": "TCP", "port": 6443}]
     dns = flows[("citadelle-apps", "allow-dns")]["egress"][0]
     assert dns["to"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "kube-system"}

@@ -41,6 +41,11 @@ def _drop_kubernetes_key(values: Values) -> None:
 
 def _no_kubeconfig(values: Values) -> None:
     values["kubernetes"]["mode"] = "existing"
+    values["kubernetes"]["apiServerCidrs"] = ["10.250.30.0/28"]
+
+
+def _existing_without_api(values: Values) -> None:
+    values["kubernetes"]["mode"] = "existing"
 
 
 PROD_FIRST = stack_values("prod")["workspaces"][0]["id"]
@@ -96,6 +101,8 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
      ["citadelle:kubernetes.mode", "'magnum' or 'existing'"]),
     ("existing mode without kubeconfig secret", "dev", _no_kubeconfig,
      ["citadelle:kubeconfig: missing secret", "pulumi config set --secret kubeconfig"]),
+    ("existing mode without API addresses", "prod", _existing_without_api,
+     ["citadelle:kubernetes.apiServerCidrs: is empty", "existing mode"]),
     ("no Kubernetes KEK", "dev", _drop_kubernetes_key,
      ["citadelle:keys.purposes", "lacks 'kubernetes'", "KMS v2"]),
 ]

@@ -25,6 +25,7 @@ def _stack_file(tmp_path: Path, env: str, mode: str) -> Path:
     if mode == "existing":
         # Shaped as `pulumi config set --secret` leaves it; offline it becomes a placeholder.
         stack["config"]["citadelle:kubeconfig"] = {"secure": "v1:AAAAAAAAAAAAAAAA:placeholder"}
+        stack["config"]["citadelle:kubernetes"]["apiServerCidrs"] = ["10.250.30.0/28"]
     target = tmp_path / f"Pulumi.{env}.yaml"
     target.write_text(yaml.safe_dump(stack))
     return target
