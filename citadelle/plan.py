@@ -27,6 +27,8 @@ _REFERENCES = (
     "instanceId",
     "volumeId",
     "routerId",
+    "fixedNetwork",
+    "fixedSubnet",
 )
 
 

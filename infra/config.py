@@ -305,7 +305,7 @@ class NetworkSettings(_Model):
         if value["data"].egress:
             raise ValueError(
                 "tiers.data.egress is true; the data tier never routes to an external network "
-                "(SecNumCloud 12.2)"
+                "(SecNumCloud 13.2)"
             )
         nets = [(t, ipaddress.ip_network(s.cidr)) for t, s in value.items()]
         for i, (tier_a, net_a) in enumerate(nets):

@@ -1,8 +1,8 @@
 """Servers of the landing zone: bastion, transfer gateway and node pools.
 
 Every server boots the named hardened image (BP-028, hardened further by the Ansible roles),
-sits in an anti-affinity server group spread over the availability zones (SecNumCloud 17.x
-continuity), has no public address except the bastion (SecNumCloud 9.6/12.2), carries the
+sits in an anti-affinity server group spread over the availability zones (SecNumCloud 17.1
+continuity), has no public address except the bastion (SecNumCloud 9.6.d, 13.2), carries the
 metadata auditors need (environment, node role, data classification, owner) and, where it keeps
 data, an extra volume of the encrypted type (SecNumCloud 10.1).
 

@@ -1,6 +1,6 @@
 """The edge load balancer: the platform's only public entry besides the bastion.
 
-SecNumCloud 12.2: the load balancer's VIP lives in the edge tier behind the edge security group
+SecNumCloud 13.2: the load balancer's VIP lives in the edge tier behind the edge security group
 (443 only) and gets the one public floating IP of the platform's service path.
 """
 

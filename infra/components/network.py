@@ -1,6 +1,6 @@
 """Network tiers, routers and default-deny security groups of the landing zone.
 
-SecNumCloud 12.2 (segmentation) and 12.14 (outbound flows): each tier has its own network and
+SecNumCloud 13.2 (segmentation) and 12.14 (outbound flows): each tier has its own network and
 subnet with port security on; only tiers that need egress get a router; the data tier never has
 one. Security groups start empty (the provider's default allow-all egress rules are deleted) and
 get only the tier-to-tier rules of ``flow_rules``.
@@ -67,6 +67,11 @@ def flow_rules(args: NetworkArgs) -> tuple[Flow, ...]:
         flows.append(Flow("ingress", "data", "tcp", port, "app", "data services for platform"))
         flows.append(Flow("egress", "transfer", "tcp", port, "data", "intake into data tier"))
         flows.append(Flow("ingress", "data", "tcp", port, "transfer", "intake from gateway"))
+    # Magnum puts the cluster nodes in security groups of its own, so the data tier admits the
+    # app subnet itself on the data ports (the app tier holds nothing but the cluster's nodes).
+    app_cidr = next(t.cidr for t in args.tiers if t.name == "app")
+    flows += [Flow("ingress", "data", "tcp", port, app_cidr, "cluster nodes to data services")
+              for port in args.data_ports]
     flows += [
         Flow("ingress", "transfer", "tcp", args.transfer_port, c, "legacy hosting pushes extracts")
         for c in args.transfer_source_cidrs

@@ -1,6 +1,6 @@
 """Object storage containers: data lake, workspace extractions, backups.
 
-SecNumCloud 10.1 and 12.2: no container is ever public (no read ACL, in particular no ``.r:*``
+SecNumCloud 10.1 and 13.2: no container is ever public (no read ACL, in particular no ``.r:*``
 referrer ACL), every container is versioned so a deletion or an overwrite can be undone, and the
 provider's encrypted storage policy is used where the stack names one.
 """

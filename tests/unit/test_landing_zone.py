@@ -119,13 +119,15 @@ def test_data_tier_accepts_only_data_ports_from_app_and_gateway_and_ssh_from_bas
     recording: Recording,
 ) -> None:
     group_tier = _security_group_tier(recording)
+    app_cidr = _subnet_tier(recording, "app").inputs["cidr"]
     data_in = {
-        (group_tier[r.inputs["remoteGroupId"]], int(r.inputs["portRangeMin"]))
+        (group_tier.get(r.inputs.get("remoteGroupId", ""), r.inputs.get("remoteIpPrefix")),
+         int(r.inputs["portRangeMin"]))
         for r in recording.of_type(RULE)
         if group_tier[r.inputs["securityGroupId"]] == "data" and r.inputs["direction"] == "ingress"
     }
     assert data_in == {("app", 5432), ("app", 8443), ("transfer", 5432), ("transfer", 8443),
-                       ("admin", 22)}
+                       ("admin", 22), (app_cidr, 5432), (app_cidr, 8443)}
 
 
 def test_egress_goes_only_to_tiers_or_in_region_service_ranges(recording: Recording) -> None:
