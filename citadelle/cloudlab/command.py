@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from citadelle.cloudlab import lab
+from citadelle.errors import CitadelleError
 from citadelle.lab.commands import add_lab_command
 
 
@@ -26,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     down.set_defaults(func=_down)
     status = actions.add_parser("status", help="list the running services")
     status.set_defaults(func=_status)
+    seed = actions.add_parser(
+        "seed",
+        help="deploy an environment's offline plan into the lab project (as `pulumi up` would), "
+        "for drift demonstrations",
+    )
+    seed.add_argument("env", metavar="ENV", help="environment whose plan to deploy")
+    seed.set_defaults(func=_seed)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -49,3 +57,21 @@ def _status(args: argparse.Namespace) -> int:
         state = f"running (pid {services[name]})" if name in services else "stopped"
         print(f"{name:10} {state}")
     return 0 if len(services) == len(lab.SERVICES) else 1
+
+
+def _seed(args: argparse.Namespace) -> int:
+    # Imported here: openstacksdk and the Pulumi program cost seconds other commands skip.
+    from citadelle.cloudlab.provision import connect  # noqa: PLC0415
+    from citadelle.cloudlab.seed import seed  # noqa: PLC0415
+    from citadelle.plan import plan_environment  # noqa: PLC0415
+
+    if len(lab.running()) != len(lab.SERVICES):
+        raise CitadelleError("cloud lab is not running: run `citadelle lab cloud up` first")
+    admin = connect(lab.ADMIN_CLOUD_NAME, str(lab.CLOUDS_YAML))
+    member = connect(lab.CLOUD_NAME, str(lab.CLOUDS_YAML))
+    seeded = seed(admin, member, plan_environment(args.env), member.current_project_id)
+    print(
+        f"seeded {len(seeded.ids)} resources of {args.env} into project {lab.CLOUD_NAME}; "
+        f"audit with: citadelle audit-cloud drift --env {args.env} --os-cloud {lab.CLOUD_NAME}"
+    )
+    return 0

@@ -19,11 +19,26 @@ import pytest
 from citadelle.cloudlab import lab
 from citadelle.cloudlab.provision import connect
 from citadelle.cloudlab.seed import Seeded, seed
+from citadelle.paths import REPO_ROOT
 from citadelle.plan import plan_environment
 
+# Figures of the session (the budgets are in docs/cloud-audit.md): printed at the end and written
+# to artifacts/cloud-timings.json. Timing is measured, not asserted: the machine is shared.
+TIMINGS: dict[str, float] = {}
 DRIFT_ENV = "dev"
 DRIFT_PROJECT = "citadelle-dev-drift"
 DRIFT_CLOUD = "citadelle-dev-drift"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TIMINGS:
+        return
+    terminalreporter.section("cloud lab figures")
+    for name, seconds in TIMINGS.items():
+        terminalreporter.write_line(f"{name}: {seconds:.1f} s")
+    out = REPO_ROOT / "artifacts" / "cloud-timings.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(TIMINGS, indent=2) + "\n")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,7 +62,9 @@ def cloud_lab() -> Iterator[CloudLab]:
     started = time.monotonic()
     try:
         result = lab.up()
-        yield CloudLab(time.monotonic() - started, result.cold, lab.CLOUDS_YAML)
+        seconds = time.monotonic() - started
+        TIMINGS[f"lab up ({'cold' if result.cold else 'from snapshot'})"] = seconds
+        yield CloudLab(seconds, result.cold, lab.CLOUDS_YAML)
     finally:
         lab.down()
 
@@ -90,13 +107,20 @@ def drift_project(cloud_lab: CloudLab, tmp_path_factory: pytest.TempPathFactory)
     path.write_text(json.dumps(clouds))
     path.chmod(0o600)
     member = connect(DRIFT_CLOUD, str(path))
+    started = time.monotonic()
     seeded = seed(admin, member, plan_environment(DRIFT_ENV), project.id)
+    TIMINGS[f"seed {DRIFT_ENV} plan"] = time.monotonic() - started
     return DriftProject(path, DRIFT_CLOUD, project.id, seeded)
 
 
 @pytest.fixture
 def drift_member(drift_project: DriftProject) -> Any:
     return connect(drift_project.cloud, str(drift_project.clouds_yaml))
+
+
+@pytest.fixture
+def timings() -> dict[str, float]:
+    return TIMINGS
 
 
 @pytest.fixture

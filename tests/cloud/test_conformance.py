@@ -184,16 +184,17 @@ def audit_cli(cli_env: dict[str, str], *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-def test_cli_conformance_of_dev_passes_in_lab_mode_with_all_formats(cloud_lab, cli_env, tmp_path):
+def test_cli_conformance_of_dev_passes_in_lab_mode_with_all_formats(
+    cloud_lab, cli_env, tmp_path, timings
+):
     started = time.monotonic()
     proc = audit_cli(
         cli_env, "conformance", "--env", "dev", "--os-cloud", lab.CLOUD_NAME, "--mode", "lab",
         "--json", str(tmp_path / "a.json"), "--sarif", str(tmp_path / "a.sarif"),
         "--junit", str(tmp_path / "a.xml"),
     )  # fmt: skip
-    elapsed = time.monotonic() - started
+    timings["audit-cloud conformance --env dev (CLI)"] = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert elapsed < 10
     data = json.loads((tmp_path / "a.json").read_text())
     assert {r["check"]["id"] for r in data["results"]} == {c.id for c in conformance.CHECKS}
     sarif = json.loads((tmp_path / "a.sarif").read_text())

@@ -185,7 +185,7 @@ def test_violation_is_reported_with_its_id(drift_project, dev_plan, admin, viola
 
 
 @pytest.mark.snc("12.2")
-def test_cli_drift_exits_1_on_high_finding_within_budget(drift_project, cli_env, tmp_path):
+def test_cli_drift_exits_1_on_high_finding(drift_project, cli_env, tmp_path, timings):
     member = connect(drift_project.cloud, str(drift_project.clouds_yaml))
     restore = _world_open_rule(None, member)
     env = {**cli_env, "OS_CLIENT_CONFIG_FILE": str(drift_project.clouds_yaml)}
@@ -196,11 +196,10 @@ def test_cli_drift_exits_1_on_high_finding_within_budget(drift_project, cli_env,
              "--sarif", str(tmp_path / "d.sarif"), "--json", str(tmp_path / "d.json")],
             env=env, capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
-        elapsed = time.monotonic() - started
+        timings["audit-cloud drift --env dev (CLI)"] = time.monotonic() - started
     finally:
         restore()
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert elapsed < 10
     sarif = json.loads((tmp_path / "d.sarif").read_text())
     assert validation_errors(sarif) == []
     found = [(r["ruleId"], r["level"], r["properties"]["snc"]) for r in sarif["runs"][0]["results"]]

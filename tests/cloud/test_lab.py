@@ -44,8 +44,3 @@ def test_master_kek_is_generated_in_the_token_sensitive_and_never_extractable(cl
     assert "never extractable" in mkek and "always sensitive" in mkek and "local" in mkek
     hmac = next(o for o in objects if f"label:      {configs.HMAC_LABEL}" in o)
     assert "generic" in hmac.lower()
-
-
-def test_up_within_budget(cloud_lab):
-    # Cold (bootstrap and snapshot) or from the snapshot: docs/cloud-audit.md has the figures.
-    assert cloud_lab.up_seconds < (120 if cloud_lab.cold else 30)
