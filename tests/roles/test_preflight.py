@@ -46,6 +46,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("removes-sshd", {"bp028_packages_absent": ["openssh-server"]}, ["openssh-server"]),
 ]
 LEVELS = ["minimal", "intermediary", "enhanced", "high"]
+GROUP_LEVELS = {"bastion": "enhanced", "gateway": "intermediary", "node": "intermediary"}
 
 
 def host_vars(changes: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +69,11 @@ def preflight(tmp_path_factory: pytest.TempPathFactory) -> harden.HardenResult:
     for values in hosts.values():
         for key, value in local.items():
             values.setdefault(key, value)
+    # No bp028_level: the group decides (enhanced on the bastion, intermediary elsewhere).
+    groups = {group: {"hosts": {f"group-{group}": {**host_vars({}), **local}}}
+              for group in GROUP_LEVELS}
     inventory = base / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts, "children": groups}}))
     return harden.run_playbook(PLAYBOOKS_DIR / "harden.yml", inventory, tags="citadelle_preflight",
                                extravars={"citadelle_hosts": "all"}, run_dir=base / "run")
 
@@ -108,3 +112,10 @@ def test_level_selects_the_reference_recommendations(preflight: harden.HardenRes
                                                      level: str, role: str) -> None:
     facts = preflight.facts[f"level-{level}"]
     assert facts[f"{role}_applicable"] == applicable_ids(level)
+
+
+@pytest.mark.parametrize(("group", "level"), GROUP_LEVELS.items())
+@pytest.mark.parametrize("role", sorted(p.name for p in ROLES_DIR.glob("bp028_*")))
+def test_default_level_is_enhanced_on_the_bastion_only(preflight: harden.HardenResult,
+                                                       group: str, level: str, role: str) -> None:
+    assert preflight.facts[f"group-{group}"][f"{role}_applicable"] == applicable_ids(level)

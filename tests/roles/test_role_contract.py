@@ -137,9 +137,9 @@ def test_level_option_offers_the_reference_levels(role: Path) -> None:
     assert load(role / "vars" / "main.yml")[f"{role.name}_levels"] == level["choices"]
 
 
-@pytest.mark.parametrize(("group", "level"), [("all", "intermediary"), ("bastion", "enhanced")])
-def test_playbook_group_levels(group: str, level: str) -> None:
-    assert load(PLAYBOOKS_DIR / "group_vars" / f"{group}.yml")["bp028_level"] == level
+def test_bastion_forwards_tcp_for_proxyjump_only() -> None:
+    assert load(PLAYBOOKS_DIR / "group_vars" / "bastion.yml") == {
+        "bp028_ssh_allow_tcp_forwarding": "local"}
 
 
 @pytest.mark.parametrize("playbook", ["bastion", "gateway", "node", "site"])
