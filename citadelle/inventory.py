@@ -290,13 +290,15 @@ def render_inventory(env: str, outputs: StackOutputs, settings: Any, out_dir: Pa
         "ansible_user": outputs.admin_user,
         "ansible_python_interpreter": "/usr/bin/python3",
         "ansible_ssh_common_args": f"-F {shlex.quote(str(ssh_config))}",
-        # In-region endpoints from citadelle:sovereignty, as the roles name them.
-        "bp028_time_ntp_servers": list(settings.endpoint_hosts("ntp")),
-        "bp028_audit_forward_url": settings.endpoint_urls("log-collector")[0],
+        # The allow-list (citadelle:sovereignty) the localisation checks hold the hosts to.
+        "citadelle_ntp_servers": list(settings.endpoint_hosts("ntp")),
         "citadelle_dns_resolvers": list(settings.endpoint_hosts("dns")),
         "citadelle_package_mirrors": list(settings.endpoint_urls("package-mirror")),
-        **_mirror_vars(settings, outputs.lab),
         "citadelle_log_collectors": list(settings.endpoint_urls("log-collector")),
+        # The same endpoints as the roles name them.
+        "bp028_time_ntp_servers": list(settings.endpoint_hosts("ntp")),
+        "bp028_audit_forward_url": settings.endpoint_urls("log-collector")[0],
+        **_mirror_vars(settings, outputs.lab),
         "bp028_ssh_admin_group": outputs.admin_group,
         "bp028_accounts_sudo_admin_group": outputs.admin_group,
     }

@@ -127,6 +127,8 @@ def test_variables_come_from_the_environment_config(tmp_path: Path) -> None:
     hosts = host_vars(_write(tmp_path, dev_outputs())[0])
     bastion, worker = hosts["citadelle-dev-bastion-1"], hosts["citadelle-dev-workers-1"]
     assert worker["bp028_time_ntp_servers"] == list(settings.endpoint_hosts("ntp"))
+    assert worker["citadelle_ntp_servers"] == list(settings.endpoint_hosts("ntp"))
+    assert worker["citadelle_log_collectors"] == list(settings.endpoint_urls("log-collector"))
     assert worker["citadelle_dns_resolvers"] == list(settings.endpoint_hosts("dns"))
     assert worker["bp028_audit_forward_url"] == settings.endpoint_urls("log-collector")[0]
     assert set(settings.endpoint_urls("package-mirror")) == {
@@ -182,3 +184,17 @@ def test_without_saved_outputs_the_pulumi_cli_is_required(tmp_path: Path, monkey
         "citadelle: error: the Pulumi CLI is not on PATH (needed to read the stack outputs); "
         "install it from the in-region mirror (docs/sovereignty.md) or pass saved outputs with "
         "--from FILE (the lab's: .lab/stack-outputs.json)\n")
+
+
+def test_role_overrides_never_replace_the_allow_list(tmp_path: Path) -> None:
+    files = write_inventory("dev", dev_outputs(), tmp_path / "inventory.yml", source="test",
+                            extra_vars={"bp028_time_ntp_servers": ["10.0.2.2"]})
+    worker = host_vars(yaml.safe_load(files.inventory.read_text()))["citadelle-dev-workers-1"]
+    assert worker["bp028_time_ntp_servers"] == ["10.0.2.2"]
+    assert worker["citadelle_ntp_servers"] == list(environment_settings("dev")
+                                                   .endpoint_hosts("ntp"))
+    with pytest.raises(CitadelleError) as err:
+        write_inventory("dev", dev_outputs(), tmp_path / "inventory.yml", source="test",
+                        extra_vars={"citadelle_ntp_servers": ["10.0.2.2"]})
+    assert err.value.message == ("inventory: citadelle_ntp_servers is the config's allow-list; "
+                                 "it cannot be overridden")
