@@ -51,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="waiver file (repeatable)")
     group.addoption("--citadelle-today", metavar="YYYY-MM-DD",
                     help="date waivers are judged against (default: today, UTC)")
+    group.addoption("--citadelle-host", metavar="NAME", action="append", default=[],
+                    help="check only this inventory host (repeatable); with it, checks that "
+                    "need no host run only if --citadelle-hostless is given")
+    group.addoption("--citadelle-hostless", action="store_true",
+                    help="with --citadelle-host: also run the checks that need no host")
     group.addoption("--citadelle-catalogue", metavar="FILE",
                     help="write the collected checks and their requirement ids as JSON")
 
@@ -76,7 +81,11 @@ def pytest_configure(config: pytest.Config) -> None:
             ssh_config=Path(variables.get("citadelle_ssh_config")
                             or inventory_path.with_name("ssh_config")),
             password_file=Path(password) if password else None))
-    config.stash[_TARGETS] = targets
+    limit = config.getoption("--citadelle-host")
+    unknown = sorted(set(limit) - {t.name for t in targets})
+    if unknown:
+        raise pytest.UsageError(f"--citadelle-host {unknown[0]}: not in {inventory_path}")
+    config.stash[_TARGETS] = [t for t in targets if not limit or t.name in limit]
     config.stash[_WAIVERS] = waivers
     today = config.getoption("--citadelle-today")
     config.stash[_TODAY] = (dt.date.fromisoformat(today) if today
@@ -130,9 +139,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     today = config.stash[_TODAY]
     # A check with no case on any host (no data volume, no waiver...) has nothing to judge:
     # it is left out, not reported as a skip.
+    hostless_elsewhere = bool(config.getoption("--citadelle-host")) and not config.getoption(
+        "--citadelle-hostless")
     empty = [i for i in items
              if ("waiver" in getattr(i, "fixturenames", ())
-                 and not isinstance(_param(i, "waiver"), Waiver))
+                 and (hostless_elsewhere or not isinstance(_param(i, "waiver"), Waiver)))
              or ("target" in getattr(i, "fixturenames", ()) and _target_of(i) is None)]
     if empty:
         config.hook.pytest_deselected(items=empty)

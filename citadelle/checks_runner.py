@@ -107,6 +107,16 @@ def read_junit(path: Path) -> list[CaseResult]:
     return results
 
 
+def merge_junit(parts: Sequence[Path], target: Path) -> None:
+    """One JUnit file with the test suites of every per-host run."""
+    merged = ET.Element("testsuites", name="citadelle checks")
+    for part in parts:
+        root = ET.parse(part).getroot()  # noqa: S314 (written by pytest just now)
+        merged.extend(root.iter("testsuite"))
+        part.unlink()
+    ET.ElementTree(merged).write(target, encoding="utf-8", xml_declaration=True)
+
+
 def run_checks(env: str, inventory: Path, out_dir: Path, *,
                waiver_files: Sequence[Path] | None = None, today: dt.date | None = None,
                select: str | None = None, stream: bool = True) -> CheckRun:
@@ -119,30 +129,42 @@ def run_checks(env: str, inventory: Path, out_dir: Path, *,
     load_waivers(files)  # refuse a bad waiver file before any SSH connection
     out_dir.mkdir(parents=True, exist_ok=True)
     junit, log = out_dir / "checks.junit.xml", out_dir / "checks.log"
-    argv = [sys.executable, "-m", "pytest", str(CHECKS_DIR), "-p", "no:cacheprovider",
-            "-o", "junit_family=xunit1", f"--junitxml={junit}", "-q", "-rfE", "--tb=short",
+    base = [sys.executable, "-m", "pytest", str(CHECKS_DIR), "-p", "no:cacheprovider",
+            "-o", "junit_family=xunit1", "-q", "-rfE", "--tb=short",
             f"--timeout={CHECK_TIMEOUT_S}", "--citadelle-inventory", str(inventory.resolve())]
     for path in files:
         if path.is_file():
-            argv += ["--citadelle-waivers", str(path.resolve())]
+            base += ["--citadelle-waivers", str(path.resolve())]
     if today is not None:
-        argv += ["--citadelle-today", today.isoformat()]
+        base += ["--citadelle-today", today.isoformat()]
     if select:
-        argv += ["-k", select]
+        base += ["-k", select]
+    # One pytest per host, all at once: each host is its own machine, the wait is on SSH.
     env_vars = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    with log.open("w", encoding="utf-8") as handle:
-        proc = subprocess.Popen(argv, cwd=paths.REPO_ROOT, env=env_vars, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            handle.write(line)
+    runs: list[tuple[str, subprocess.Popen[str], Path, Path]] = []
+    for index, host in enumerate(sorted(hosts)):
+        host_junit, host_log = out_dir / f"checks.{host}.junit.xml", out_dir / f"checks.{host}.log"
+        argv = [*base, f"--junitxml={host_junit}", "--citadelle-host", host]
+        if index == 0:
+            argv.append("--citadelle-hostless")
+        with host_log.open("w", encoding="utf-8") as handle:
+            proc = subprocess.Popen(argv, cwd=paths.REPO_ROOT, env=env_vars, text=True,
+                                    stdout=handle, stderr=subprocess.STDOUT)
+        runs.append((host, proc, host_junit, host_log))
+    problems = []
+    with log.open("w", encoding="utf-8") as combined:
+        for host, proc, host_junit, host_log in runs:
+            code = proc.wait()
+            text = host_log.read_text(encoding="utf-8")
+            combined.write(f"==== {host} (pytest exit {code})\n{text}")
             if stream:
-                print(line, end="", flush=True)
-        code = proc.wait()
-    if code not in (0, 1) or not junit.is_file():
-        tail = log.read_text(encoding="utf-8").strip().splitlines()[-3:]
-        raise CitadelleError(f"checks could not run (pytest exit {code}): "
-                             + " | ".join(tail) + f" (log: {log})")
+                print(f"{host}: " + (text.strip().splitlines() or ["no output"])[-1], flush=True)
+            if code not in (0, 1) or not host_junit.is_file():
+                tail = " | ".join(text.strip().splitlines()[-3:])
+                problems.append(f"{host}: pytest exit {code}: {tail}")
+    if problems:
+        raise CitadelleError("checks could not run: " + "; ".join(problems) + f" (log: {log})")
+    merge_junit([r[2] for r in runs], junit)
     results = read_junit(junit)
     failed = any(r.outcome in ("failed", "error") for r in results)
     return CheckRun(exit_code=1 if failed else 0, junit=junit, log=log, results=results)
