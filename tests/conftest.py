@@ -1,5 +1,9 @@
 """Fixtures over the VM lab (docs/vm-lab.md): the same code as `citadelle lab`.
 
+They live at the top of tests/ because the hardening tests (tests/vm) and the post-deploy
+pipeline tests (tests/pipeline) share one converge: under TCG on two cores a converge costs
+minutes, so it happens once per session.
+
 - ``lab`` (session): a :class:`~citadelle.lab.Lab` sharing ``.lab/`` (image, golden snapshot,
   keys) with the CLI, but with its own run directory, so test clones never appear in the
   operator's ``.lab/inventory.yml``; the image and golden snapshot are ready when it yields.
@@ -8,16 +12,23 @@
   the :class:`~citadelle.lab.LabInventory` (``inv.inventory`` is an Ansible inventory with the
   bastion/gateway/node groups, ``inv.ssh_config`` an ssh_config for testinfra's ``ssh://``).
   Every clone a factory restored is killed by PID when its scope ends, pass or fail.
+- ``hardened_converge`` / ``hardened_lab`` (session): one clone per node role (bastion,
+  gateway, node) converged with playbooks/site.yml through ansible-runner, then converged a
+  second time (the idempotency proof); ``hardened_lab`` is their LabInventory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import pytest
 
+from citadelle import harden
 from citadelle.lab import Lab, LabInventory
 from citadelle.paths import LAB_DIR
+
+HARDENED_CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
 
 
 class CloneFactory:
@@ -62,3 +73,34 @@ def module_lab_clones(lab: Lab) -> Iterator[CloneFactory]:
     factory = CloneFactory(lab)
     yield factory
     factory.close()
+
+
+@dataclass(frozen=True)
+class HardenedLab:
+    inventory: LabInventory
+    first: harden.HardenResult
+    second: harden.HardenResult
+
+
+@pytest.fixture(scope="session")
+def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
+                      ) -> Iterator[HardenedLab]:
+    factory = CloneFactory(lab)
+    try:
+        inventory = factory(HARDENED_CLONES)
+        runs = tmp_path_factory.mktemp("harden")
+        extravars = harden.lab_extravars()
+        first = harden.run_playbook("site", inventory.inventory, extravars=extravars,
+                                    run_dir=runs / "first")
+        assert first.ok, first.summary()
+        second = harden.run_playbook("site", inventory.inventory, extravars=extravars,
+                                     run_dir=runs / "second")
+        print(f"\nfirst converge: {first.elapsed:.0f} s, rerun: {second.elapsed:.0f} s")
+        yield HardenedLab(inventory=inventory, first=first, second=second)
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="session")
+def hardened_lab(hardened_converge: HardenedLab) -> LabInventory:
+    return hardened_converge.inventory
