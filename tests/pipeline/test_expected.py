@@ -32,13 +32,20 @@ def _yaml(path: Path) -> dict:
 
 
 def test_role_defaults_render_with_the_group_level():
-    expected = Expected({"bp028_level": "enhanced", "group_names": ["gateway"]})
-    playbook_all = _yaml(PLAYBOOKS_DIR / "group_vars" / "all.yml")
-    # The playbooks' group_vars/all outranks an inventory group variable, as in Ansible.
-    assert expected["bp028_kernel_level"] == playbook_all["bp028_level"]
-    bastion = Expected({"group_names": ["bastion"]})
-    assert bastion["bp028_ssh_level"] == _yaml(
-        PLAYBOOKS_DIR / "group_vars" / "bastion.yml")["bp028_level"]
+    # Without an inventory level, the roles' own defaults by group apply.
+    assert Expected({"group_names": ["bastion"]})["bp028_kernel_level"] == "enhanced"
+    assert Expected({"group_names": ["node"]})["bp028_audit_level"] == "intermediary"
+    # The inventory's level (citadelle:hardening) wins.
+    assert Expected({"group_names": ["bastion"], "bp028_level": "high"})["bp028_ssh_level"] == \
+        "high"
+
+
+def test_playbook_group_vars_apply_to_their_group():
+    bastion = _yaml(PLAYBOOKS_DIR / "group_vars" / "bastion.yml")
+    assert Expected({"group_names": ["bastion"]})["bp028_ssh_allow_tcp_forwarding"] == \
+        bastion["bp028_ssh_allow_tcp_forwarding"]
+    assert Expected({"group_names": ["node"]})["bp028_ssh_allow_tcp_forwarding"] == _yaml(
+        ROLES_DIR / "bp028_ssh" / "defaults" / "main.yml")["bp028_ssh_allow_tcp_forwarding"]
 
 
 def test_host_variables_outrank_group_vars_and_defaults():
