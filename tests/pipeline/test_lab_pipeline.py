@@ -2,15 +2,15 @@
 
 Stack outputs pointing at the clones -> `citadelle inventory` -> hardening -> `citadelle verify`
 -> `citadelle report`. The hardened clones come from the session fixture ``hardened_lab``
-(tests/vm/conftest.py: bastion, gateway and node converged once with ``citadelle lab harden``,
-whose lab endpoints are ``citadelle.harden.lab_extravars()``), so this module never converges
-again. The same checks then run on a fresh, unhardened clone and must fail with the expected
-requirement ids.
+(tests/conftest.py: bastion, gateway and node converged once with the lab endpoints of
+``citadelle.harden.lab_extravars()``), so this module never converges again. The same checks
+then run on a fresh, unhardened clone and must fail with the expected requirement ids.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ import pytest
 from citadelle.checks_runner import CheckRun, run_checks
 from citadelle.harden import lab_extravars
 from citadelle.inventory import host_vars, load_inventory, write_inventory
-from citadelle.lab import LabInventory
+from citadelle.lab import Clone, LabInventory
+from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
+from citadelle.lab.outputs import render_stack_outputs
 from citadelle.report import build_report, save_report
 from citadelle.waivers import default_files
 
@@ -32,31 +34,37 @@ EXPECTED_FAILING = {"13.2", "R80", "12.6", "R73", "12.7", "R71", "10.2", "9.6", 
                     "R12", "R28", "R31", "12.8"}
 
 
-def _inventory(outputs: Path, out: Path) -> Path:
-    raw: dict[str, Any] = json.loads(outputs.read_text())
+def _inventory(clones: Sequence[Clone], out: Path) -> Path:
+    """Stack outputs pointing at exactly these clones, then `citadelle inventory dev`."""
+    outputs = render_stack_outputs(clones, DEFAULT_ADMIN_USER, DEFAULT_ADMIN_GROUP)
+    source = out / "stack-outputs.json"
+    source.write_text(json.dumps(outputs, indent=2))
     # The endpoints `citadelle lab harden` applied (the platform's are unreachable from here).
-    return write_inventory("dev", raw, out / "inventory.yml", source=str(outputs),
-                           extra_vars=lab_extravars()).inventory
+    return write_inventory("dev", json.loads(source.read_text()), out / "inventory.yml",
+                           source=str(source), extra_vars=lab_extravars()).inventory
 
 
 @pytest.fixture(scope="module")
-def hardened_run(hardened_lab: Any, tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
+def hardened_run(hardened_lab: LabInventory,
+                 tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
     out = tmp_path_factory.mktemp("hardened")
-    inventory = _inventory(Path(hardened_lab.stack_outputs), out)
+    inventory = _inventory(hardened_lab.clones, out)
     return run_checks("dev", inventory, out, waiver_files=default_files("dev", lab=True),
                       stream=False)
 
 
 @pytest.fixture(scope="module")
-def unhardened_run(pristine_clone: LabInventory,
+def unhardened_run(module_lab_clones: Any, hardened_run: CheckRun,
                    tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
+    # A fresh clone restored from the golden snapshot (seconds), after the hardened run.
+    pristine = module_lab_clones({"pristine": "node"}).clone("pristine")
     out = tmp_path_factory.mktemp("unhardened")
-    return run_checks("dev", _inventory(pristine_clone.stack_outputs, out), out,
+    return run_checks("dev", _inventory([pristine], out), out,
                       waiver_files=default_files("dev", lab=True), stream=False)
 
 
-def test_inventory_from_outputs_reaches_every_clone(hardened_lab: Any, tmp_path: Path):
-    inventory = _inventory(Path(hardened_lab.stack_outputs), tmp_path)
+def test_inventory_from_outputs_reaches_every_clone(hardened_lab: LabInventory, tmp_path: Path):
+    inventory = _inventory(hardened_lab.clones, tmp_path)
     hosts = host_vars(load_inventory(inventory))
     assert {h: v["ansible_port"] for h, v in hosts.items()} == {
         c.name: c.port for c in hardened_lab.clones}
@@ -64,7 +72,7 @@ def test_inventory_from_outputs_reaches_every_clone(hardened_lab: Any, tmp_path:
         c.name: [c.role] for c in hardened_lab.clones}
 
 
-def test_checks_pass_on_the_hardened_clones(hardened_run: CheckRun, hardened_lab: Any):
+def test_checks_pass_on_the_hardened_clones(hardened_run: CheckRun, hardened_lab: LabInventory):
     failures = [f"{r.host} {r.name}: {r.message[:160]}" for r in hardened_run.results
                 if r.outcome in ("failed", "error")]
     assert failures == []
