@@ -332,9 +332,9 @@ def test_lockout_policy(hardened: Hardened) -> None:
 @pytest.mark.bp028("R39")
 @pytest.mark.parametrize("host", HOSTS)
 def test_sudo_defaults(hardened: Hardened, host: str) -> None:
-    defaults = hardened.root(host, "sudo -V")
-    assert "Always run commands in a pseudo-terminal" in defaults
-    assert ACCOUNTS["bp028_accounts_sudo_logfile"] in defaults
+    defaults = hardened.root(host, f"sudo -l -U {hardened.lab.admin_user}")
+    assert "use_pty" in defaults
+    assert f"logfile={ACCOUNTS['bp028_accounts_sudo_logfile']}" in defaults
     assert "NOPASSWD" not in hardened.root(host, "cat /etc/sudoers /etc/sudoers.d/*")
 
 
