@@ -104,7 +104,7 @@ def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyControl]:
     # No metadata table: ask the pack itself (importing it has no side effect).
     sys.path.insert(0, str(pack_dir))
     try:
-        from citadelle_policies import all_policies  # type: ignore[import-not-found]  # noqa: PLC0415
+        from citadelle_policies import all_policies  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
 
         policies = all_policies()
     finally:
@@ -114,7 +114,9 @@ def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyControl]:
         tags = list(policy.tags or [])
         result.append(PolicyControl(
             name=policy.name, description=str(policy.description),
-            enforcement=str(policy.enforcement_level.value).lower(),
+            # The pack sets a level on every policy; the engine's default is mandatory.
+            enforcement=str(policy.enforcement_level.value
+                            if policy.enforcement_level else "mandatory").lower(),
             snc=tuple(t.removeprefix("snc:") for t in tags if t.startswith("snc:")),
             bp028=tuple(t.removeprefix("bp028:") for t in tags if t.startswith("bp028:"))))
     return result
