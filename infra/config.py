@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import pulumi
@@ -36,7 +36,7 @@ ENVIRONMENTS: tuple[Environment, ...] = ("dev", "mirror", "prod")
 TIERS = ("edge", "app", "data", "admin", "transfer")
 NODE_ROLES = ("bastion", "gateway", "node")
 BP028_LEVELS = ("minimal", "intermediary", "enhanced", "high")
-ENDPOINT_KINDS = (
+EndpointKind = Literal[
     "openstack-auth",
     "object-storage",
     "state-backend",
@@ -47,7 +47,8 @@ ENDPOINT_KINDS = (
     "dns",
     "log-collector",
     "smtp",
-)
+]
+ENDPOINT_KINDS: tuple[str, ...] = get_args(EndpointKind)
 # Endpoint kinds spoken over HTTP with credentials or data: https only.
 TLS_ENDPOINT_KINDS = frozenset(
     {"openstack-auth", "object-storage", "state-backend", "secrets", "container-registry",
@@ -160,18 +161,7 @@ class Endpoint(_Model):
     """An outside endpoint the platform or its tooling talks to."""
 
     name: Name
-    kind: Literal[
-        "openstack-auth",
-        "object-storage",
-        "state-backend",
-        "secrets",
-        "container-registry",
-        "package-mirror",
-        "ntp",
-        "dns",
-        "log-collector",
-        "smtp",
-    ]
+    kind: EndpointKind
     url: str = Field(description="URL, host:port or bare host/IP")
     provider: Name
     environments: tuple[Environment, ...] = ENVIRONMENTS
