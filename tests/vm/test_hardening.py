@@ -23,6 +23,7 @@ from citadelle.paths import PLAYBOOKS_DIR, ROLES_DIR
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
+# The clones of the session converge: HARDENED_CLONES in tests/conftest.py.
 CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
 HOSTS = sorted(CLONES)
 LEVELS = ["minimal", "intermediary", "enhanced", "high"]
@@ -85,17 +86,10 @@ class Hardened:
 
 
 @pytest.fixture(scope="module")
-def hardened(lab: Lab, module_lab_clones: Any, tmp_path_factory: pytest.TempPathFactory,
-             ) -> Hardened:
-    inventory = module_lab_clones(CLONES)
-    runs = tmp_path_factory.mktemp("harden")
-    first = harden.run_playbook("site", inventory.inventory, extravars=LAB_VARS,
-                                run_dir=runs / "first")
-    assert first.ok, first.summary()
-    second = harden.run_playbook("site", inventory.inventory, extravars=LAB_VARS,
-                                 run_dir=runs / "second")
-    print(f"\nfirst converge: {first.elapsed:.0f} s, rerun: {second.elapsed:.0f} s")
-    return Hardened(lab=lab, inventory=inventory, first=first, second=second, _cache={})
+def hardened(lab: Lab, hardened_converge: Any) -> Hardened:
+    """The session's converge (tests/conftest.py), shared with the pipeline tests."""
+    return Hardened(lab=lab, inventory=hardened_converge.inventory,
+                    first=hardened_converge.first, second=hardened_converge.second, _cache={})
 
 
 # -- convergence ---------------------------------------------------------------------------
