@@ -25,6 +25,7 @@ from citadelle.errors import CitadelleError
 from citadelle.lab.commands import add_lab_command
 from citadelle.lab.image import host_mirrors
 from citadelle.paths import LAB_DIR, PLAYBOOKS_DIR, REPO_ROOT, ROLES_DIR, RUNS_DIR
+from citadelle.pulumi_env import quiet_env
 
 ANSIBLE_CONFIG = REPO_ROOT / "ansible.cfg"
 PLAYBOOKS = ("site", "bastion", "gateway", "node")
@@ -43,18 +44,17 @@ LAB_GATEWAY = "10.0.2.2"
 def ansible_env() -> dict[str, str]:
     """Environment of every Ansible run: project config, no colour, nothing sent outside."""
     return {
+        # The quiet, sovereign tool-chain settings shared by every citadelle subprocess
+        # (docs/sovereignty.md), collections from the pinned ansible package included.
+        **quiet_env({}),
         "ANSIBLE_CONFIG": str(ANSIBLE_CONFIG),
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_STRATEGY_PLUGINS": str(MITOGEN_STRATEGIES),
         "ANSIBLE_STRATEGY": "mitogen_linear",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
-        # Collections come from the pinned ansible package only, never ~/.ansible.
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO_ROOT / ".venv" / "ansible_collections_unused"),
-        "ANSIBLE_GALAXY_DISABLE_GPG_VERIFY": "false",
         "ANSIBLE_DEPRECATION_WARNINGS": "0",
         "ANSIBLE_SYSTEM_WARNINGS": "0",
-        "DO_NOT_TRACK": "1",
         "PATH": os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", os.defpath)]),
     }
 
