@@ -77,6 +77,7 @@ def module_lab_clones(lab: Lab) -> Iterator[CloneFactory]:
 
 @dataclass(frozen=True)
 class HardenedLab:
+    lab: Lab
     inventory: LabInventory
     first: harden.HardenResult
     second: harden.HardenResult
@@ -85,7 +86,9 @@ class HardenedLab:
 @pytest.fixture(scope="session")
 def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
                       ) -> Iterator[HardenedLab]:
-    factory = CloneFactory(lab)
+    # A run directory of its own: the lab tests' inventories and outputs never see these clones.
+    hardened = Lab(root=LAB_DIR, run_dir=tmp_path_factory.mktemp("hardened-lab"))
+    factory = CloneFactory(hardened)
     try:
         inventory = factory(HARDENED_CLONES)
         runs = tmp_path_factory.mktemp("harden")
@@ -96,9 +99,10 @@ def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
         second = harden.run_playbook("site", inventory.inventory, extravars=extravars,
                                      run_dir=runs / "second")
         print(f"\nfirst converge: {first.elapsed:.0f} s, rerun: {second.elapsed:.0f} s")
-        yield HardenedLab(inventory=inventory, first=first, second=second)
+        yield HardenedLab(lab=hardened, inventory=inventory, first=first, second=second)
     finally:
         factory.close()
+        hardened.down()
 
 
 @pytest.fixture(scope="session")

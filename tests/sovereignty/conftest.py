@@ -108,3 +108,10 @@ def fake_pulumi(tmp_path: Path) -> tuple[Path, Path]:
     script.write_text(_FAKE_PULUMI.format(python=sys.executable, record=str(record)))
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return bin_dir, record
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's shell may select a backend or a vault; every test states its own."""
+    for name in ("PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "VAULT_ADDR"):
+        monkeypatch.delenv(name, raising=False)

@@ -86,9 +86,9 @@ class Hardened:
 
 
 @pytest.fixture(scope="module")
-def hardened(lab: Lab, hardened_converge: Any) -> Hardened:
+def hardened(hardened_converge: Any) -> Hardened:
     """The session's converge (tests/conftest.py), shared with the pipeline tests."""
-    return Hardened(lab=lab, inventory=hardened_converge.inventory,
+    return Hardened(lab=hardened_converge.lab, inventory=hardened_converge.inventory,
                     first=hardened_converge.first, second=hardened_converge.second, _cache={})
 
 

@@ -274,7 +274,7 @@ def test_fails_while_holding_a_clone(lab_clones):
 
 @pytest.mark.vm
 def test_fixtures_kill_their_clones_when_a_test_fails(tmp_path: Path):
-    conftest = Path(__file__).with_name("conftest.py")
+    conftest = Path(__file__).parent.parent / "conftest.py"
     (tmp_path / "conftest.py").write_text(conftest.read_text())
     (tmp_path / "test_failing.py").write_text(FAILING_TEST)
     pid_file = tmp_path / "pid"
