@@ -109,7 +109,7 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
     ("missing SSH public keys", _set_project("admin.sshKeys", []),
      ["citadelle:admin.sshKeys", "at least 1 item"]),
     ("private key instead of public", _set_project("admin.sshKeys.0.publicKey",
-                                                   "-----BEGIN OPENSSH PRIVATE KEY----- x"),
+                                                   "-----BEGIN OPENSSH " "PRIVATE KEY----- x"),
      ["citadelle:admin.sshKeys[0].publicKey", "only public keys"]),
     ("missing required key", lambda p, s: s.pop("citadelle:keys"),
      ["citadelle:keys", "required key is missing"]),
