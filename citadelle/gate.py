@@ -35,10 +35,11 @@ from citadelle.junit import to_junit, write_junit
 from citadelle.offline import RecordedResource, Recording
 from citadelle.plan import plan_stack
 from citadelle.pulumi_env import run_pulumi
+from citadelle.pulumi_env import settings_for as _settings_for
 from citadelle.sarif import to_sarif, write_sarif
 from citadelle.stackconfig import StackConfig, load_stack_config
 from infra.components.baseline import INGRESS_NAMESPACE
-from infra.config import ConfigError, Settings, parse_settings
+from infra.config import Settings
 
 TOOL = "citadelle-gate"
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -57,27 +58,10 @@ K8S_POLICIES_WITH_SYSTEM_NAMESPACES = (
 # --------------------------------------------------------------------------- policy config
 
 
-def _decode(value: str) -> Any:
-    stripped = value.strip()
-    if stripped[:1] in ("{", "[") or stripped in ("true", "false"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
 def settings_for(config: StackConfig) -> Settings:
     """The environment's validated settings (one clear line on bad config)."""
-    raw = {
-        key.partition(":")[2]: _decode(value)
-        for key, value in config.values.items()
-        if key.startswith("citadelle:")
-    }
-    try:
-        return parse_settings(config.stack, raw)
-    except ConfigError as err:
-        raise CitadelleError(str(err)) from None
+    settings: Settings = _settings_for(config)
+    return settings
 
 
 def policy_config_from_settings(settings: Settings) -> dict[str, dict[str, Any]]:

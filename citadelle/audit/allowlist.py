@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass
 
 from citadelle.errors import CitadelleError
@@ -53,20 +52,12 @@ class Target:
 def from_environment(env: str) -> Target:
     """``env``'s allow-list (providers' domains, networks, regions), region, zones and image."""
     # Imported here: infra.config pulls in the Pulumi SDK, which only the audit needs.
-    from infra.config import ConfigError, parse_settings  # noqa: PLC0415
+    from citadelle.pulumi_env import settings_for  # noqa: PLC0415
 
-    config = load_stack_config(PROJECT_FILE, env)
-    raw: dict[str, object] = {}
-    for full_key, value in config.values.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace != config.project:
-            continue
-        stripped = value.strip()
-        raw[key] = json.loads(stripped) if stripped[:1] in ("{", "[") else value
     try:
-        settings = parse_settings(env, raw)
-    except ConfigError as err:
-        raise CitadelleError(f"environment {env}: {err}") from None
+        settings = settings_for(load_stack_config(PROJECT_FILE, env))
+    except CitadelleError as err:
+        raise CitadelleError(f"environment {env}: {err.message}") from None
     providers = settings.sovereignty.providers
     allow = AllowList(
         domains=tuple(d for p in providers for d in p.domains),
