@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
+from citadelle.lab.collector import GUEST_ADDRESS, LISTEN, PORT, Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.outputs import ROLES
 from citadelle.paths import LAB_DIR
@@ -87,6 +88,27 @@ def _up(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     removed = lab_from_args(args).down(args.names or None)
     print("removed: " + (", ".join(removed) or "nothing"))
+    if not args.names and Collector(args.lab_dir).stop():
+        print("log collector stopped (received journals kept)")
+    return 0
+
+
+def _collector(args: argparse.Namespace) -> int:
+    log = Collector(args.lab_dir)
+    if args.action == "up":
+        pids = log.start()
+        print(f"listening on {LISTEN} (clones: https://{GUEST_ADDRESS}:{PORT}), mutual TLS; "
+              + ", ".join(f"{name} pid {pid}" for name, pid in pids.items()))
+    elif args.action == "down":
+        print(("stopped " + ", ".join(log.stop())) if log.running() else "not running")
+        return 0
+    pids = log.pids()
+    print(f"collector: {'up' if log.running() else 'down'}"
+          + "".join(f", {name} pid {pid}" for name, pid in pids.items()))
+    accepted = sorted(log.accepted_clients())
+    print(f"client certificates accepted: {', '.join(accepted) or 'none yet'}")
+    for host, count in log.received().items():
+        print(f"{host}\t{count} entries")
     return 0
 
 
@@ -123,6 +145,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = add_lab_command(subparsers, "status", "list clones, their ports, PIDs and RSS")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_status)
+    collector = add_lab_command(subparsers, "collector", "the lab's log collector (journal "
+                                "upload target of the clones, mutual TLS): start, stop, show "
+                                "what it received")
+    collector.add_argument("action", choices=("up", "down", "status"), nargs="?",
+                           default="status")
+    collector.set_defaults(func=_collector)
     ssh = add_lab_command(subparsers, "ssh", "open SSH to a clone as the admin user")
     ssh.add_argument("name", metavar="NAME")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")

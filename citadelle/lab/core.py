@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
+from citadelle.lab.collector import Collector
 from citadelle.lab.credentials import LabCredentials, ensure_credentials
 from citadelle.lab.image import (
     DEFAULT_ADMIN_GROUP,
@@ -296,6 +297,8 @@ class Lab:
                 for name in fresh:
                     self._remove(name)
                 raise
+            # Each clone's identity towards the lab's log collector (bp028_audit, R71).
+            Collector(self.root).issue(clones)
             return self._write_outputs()
 
     def _start_clone(self, golden: Golden, name: str) -> tuple[int, int]:

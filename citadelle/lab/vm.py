@@ -150,8 +150,11 @@ def _reap(pid: int) -> None:
         proc.wait(timeout=10)
 
 
-def kill_vm(pid: int, marker: str, grace: float = 5.0) -> None:
-    """Terminate the qemu with this PID (only if its command line has ``marker``), then wait."""
+def kill_vm(pid: int, marker: str, grace: float = 5.0, what: str = "qemu") -> None:
+    """Terminate the process with this PID (only if its command line has ``marker``), then wait.
+
+    ``what`` names it in the error (qemu, or another lab process started with :func:`launch`).
+    """
     if not pid_alive(pid, marker):
         _reap(pid)
         return
@@ -171,7 +174,7 @@ def kill_vm(pid: int, marker: str, grace: float = 5.0) -> None:
             break
     _reap(pid)
     if pid_alive(pid, marker):
-        raise CitadelleError(f"lab: qemu PID {pid} survived SIGKILL")
+        raise CitadelleError(f"lab: {what} PID {pid} survived SIGKILL")
 
 
 def process_rss_mib(pid: int) -> float | None:
