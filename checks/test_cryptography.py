@@ -52,7 +52,21 @@ def test_log_forwarding_uses_mutual_tls(target: Target) -> None:
     assert conf.get("url", "").startswith("https://")
     assert conf.get("trustedcertificatefile") == target.vars["bp028_audit_forward_ca_file"]
     assert conf.get("servercertificatefile") == target.vars["bp028_audit_forward_client_cert"]
-    assert conf.get("serverkeyfile") == target.vars["bp028_audit_forward_client_key"]
+    assert conf.get("serverkeyfile") == target.vars["bp028_audit_forward_key_credential_path"]
+
+
+@pytest.mark.snc("10.2", "12.7")
+@pytest.mark.bp028("R71")
+def test_log_forwarding_key_stays_root_only(target: Target) -> None:
+    # The upload runs as a dynamic user: it reads a credential copy, the key file stays 0600 root.
+    service = target.vars["bp028_audit_upload_service"]
+    credential = (f"{target.vars['bp028_audit_forward_key_credential']}:"
+                  f"{target.vars['bp028_audit_forward_client_key']}")
+    # `systemctl cat`: the unit and drop-ins systemd loaded (`show` prints it as unprintable).
+    lines = target.output(f"systemctl cat {service}").splitlines()
+    assert f"LoadCredential={credential}" in lines
+    key = target.host.file(target.vars["bp028_audit_forward_client_key"])
+    assert (key.exists, key.user, key.group, key.mode) == (True, "root", "root", 0o600)
 
 
 def _devices(tree: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

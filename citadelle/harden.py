@@ -22,6 +22,8 @@ from typing import Any
 import ansible_runner
 
 from citadelle.errors import CitadelleError
+from citadelle.lab import collector
+from citadelle.lab.collector import Collector
 from citadelle.lab.commands import add_lab_command
 from citadelle.lab.image import host_mirrors
 from citadelle.paths import LAB_DIR, PLAYBOOKS_DIR, REPO_ROOT, ROLES_DIR, RUNS_DIR
@@ -36,9 +38,9 @@ _MITOGEN = importlib.util.find_spec("ansible_mitogen")
 MITOGEN_STRATEGIES = Path(str(_MITOGEN and _MITOGEN.origin)).parent / "plugins" / "strategy"
 
 # The lab's clones sit behind QEMU user-mode networking: SSH forwarded from the host arrives
-# from the gateway 10.0.2.2, which is also how a clone reaches the host. The lab has no NTP
-# server nor log collector: chrony and the journal upload are configured and keep retrying.
-LAB_GATEWAY = "10.0.2.2"
+# from the gateway 10.0.2.2, which is also how a clone reaches the host, hence the lab's log
+# collector (citadelle.lab.collector). The lab has no NTP server: chrony keeps retrying.
+LAB_GATEWAY = collector.GUEST_ADDRESS
 
 
 def ansible_env() -> dict[str, str]:
@@ -187,13 +189,14 @@ def run_playbook(
                         elapsed=elapsed, hosts=hosts, failures=failures, facts=facts)
 
 
-def lab_extravars() -> dict[str, Any]:
+def lab_extravars(root: Path = LAB_DIR) -> dict[str, Any]:
     """The lab environment's endpoints (a real environment's come from its stack config)."""
     mirror, security_mirror = host_mirrors()
     return {
         "bp028_firewall_admin_cidrs": [f"{LAB_GATEWAY}/32"],
         "bp028_time_ntp_servers": [LAB_GATEWAY],
-        "bp028_audit_forward_url": f"https://{LAB_GATEWAY}:19532",
+        "bp028_audit_forward_url": f"https://{LAB_GATEWAY}:{collector.PORT}",
+        **Collector(root).tls_vars(),
         "bp028_packages_mirror_url": mirror,
         "bp028_packages_security_mirror_url": security_mirror,
     }
@@ -201,13 +204,18 @@ def lab_extravars() -> dict[str, Any]:
 
 def _handle(args: argparse.Namespace, *, lab: bool) -> int:
     inventory: Path | None = args.inventory
+    lab_dir: Path = getattr(args, "lab_dir", LAB_DIR)
     if inventory is None and lab:
-        inventory = getattr(args, "lab_dir", LAB_DIR) / "inventory.yml"
+        inventory = lab_dir / "inventory.yml"
     if inventory is None:
         raise CitadelleError("harden: --inventory FILE is required (or use --lab)")
+    if lab:
+        pids = Collector(lab_dir).start()
+        print(f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
+              f"{', '.join(map(str, pids.values()))}); `citadelle lab collector` shows receipts")
     result = run_playbook(args.playbook, inventory, limit=args.limit, tags=args.tags,
                           check=args.check,
-                          extravars=lab_extravars() if lab else None,
+                          extravars=lab_extravars(lab_dir) if lab else None,
                           run_dir=args.run_dir, forks=args.forks, quiet=not args.verbose)
     print(result.summary())
     return 0 if result.ok else 1

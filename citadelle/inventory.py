@@ -30,6 +30,7 @@ import yaml
 
 from citadelle import paths
 from citadelle.errors import CitadelleError
+from citadelle.lab.collector import Collector
 from citadelle.lab.credentials import ensure_credentials
 from citadelle.lab.image import default_recipe
 from citadelle.pulumi_env import pulumi_environment, settings_for
@@ -308,6 +309,8 @@ def render_inventory(env: str, outputs: StackOutputs, settings: Any, out_dir: Pa
             "{{ lookup('ansible.builtin.file', '" + str(become_password_file) + "') }}")
     if lab_key is not None:
         all_vars["ansible_ssh_private_key_file"] = str(lab_key)
+        # The lab's PKI stands in for the environment's: each clone gets its log-upload identity.
+        all_vars.update(Collector(paths.LAB_DIR).tls_vars())
 
     if outputs.lab:
         # User-mode networking: SSH forwarded from the host arrives from the lab gateway,

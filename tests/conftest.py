@@ -12,6 +12,8 @@ minutes, so it happens once per session.
   the :class:`~citadelle.lab.LabInventory` (``inv.inventory`` is an Ansible inventory with the
   bastion/gateway/node groups, ``inv.ssh_config`` an ssh_config for testinfra's ``ssh://``).
   Every clone a factory restored is killed by PID when its scope ends, pass or fail.
+- ``log_collector`` (session): the lab's log collector (citadelle.lab.collector), started
+  unless it runs already and then stopped at the end; the hardened clones upload to it.
 - ``hardened_converge`` / ``hardened_lab`` (session): one clone per node role (bastion,
   gateway, node) converged with playbooks/site.yml through ansible-runner, then converged a
   second time (the idempotency proof); ``hardened_lab`` is their LabInventory.
@@ -26,6 +28,7 @@ import pytest
 
 from citadelle import harden
 from citadelle.lab import Lab, LabInventory
+from citadelle.lab.collector import Collector
 from citadelle.paths import LAB_DIR
 
 HARDENED_CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
@@ -75,6 +78,16 @@ def module_lab_clones(lab: Lab) -> Iterator[CloneFactory]:
     factory.close()
 
 
+@pytest.fixture(scope="session")
+def log_collector() -> Iterator[Collector]:
+    collector = Collector(LAB_DIR)
+    started_here = not collector.running()
+    collector.start()
+    yield collector
+    if started_here:
+        collector.stop()
+
+
 @dataclass(frozen=True)
 class HardenedLab:
     lab: Lab
@@ -85,7 +98,7 @@ class HardenedLab:
 
 @pytest.fixture(scope="session")
 def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
-                      ) -> Iterator[HardenedLab]:
+                      log_collector: Collector) -> Iterator[HardenedLab]:
     # A run directory of its own: the lab tests' inventories and outputs never see these clones.
     hardened = Lab(root=LAB_DIR, run_dir=tmp_path_factory.mktemp("hardened-lab"))
     factory = CloneFactory(hardened)
