@@ -60,7 +60,7 @@ def test_log_forwarding_uses_mutual_tls(target: Target) -> None:
 def test_log_forwarding_key_stays_root_only(target: Target) -> None:
     # The upload runs as a dynamic user: it reads a credential copy, the key file stays 0600 root.
     service = target.vars["bp028_audit_upload_service"]
-    credential = (f"{target.vars['bp028_audit_forward_key_credential']}:"
+    credential = (f"{target.vars['bp028_audit_forward_key_credential_id']}:"
                   f"{target.vars['bp028_audit_forward_client_key']}")
     # `systemctl cat`: the unit and drop-ins systemd loaded (`show` prints it as unprintable).
     lines = target.output(f"systemctl cat {service}").splitlines()
