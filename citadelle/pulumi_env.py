@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from citadelle import paths
 from citadelle.errors import CitadelleError
 from citadelle.stackconfig import StackConfig, load_stack_config
-from infra.config import ConfigError, endpoint_host, parse_settings
+from infra.config import ConfigError, endpoint_host, parse_settings, raw_from_values
 
 
 @dataclass(frozen=True)
@@ -98,23 +98,13 @@ def quiet_env(base: Mapping[str, str]) -> dict[str, str]:
 
 
 def settings_for(config: StackConfig) -> Any:
-    """The validated ``infra.config.Settings`` of a stack, read without the Pulumi runtime."""
-    raw: dict[str, Any] = {}
-    for full_key, value in config.values.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace != "citadelle":
-            continue
-        stripped = value.strip()
-        if stripped[:1] in ("{", "["):
-            try:
-                raw[key] = json.loads(stripped)
-            except json.JSONDecodeError as err:
-                raise CitadelleError(f"{full_key}: malformed structured value: {err.msg}") \
-                    from None
-        else:
-            raw[key] = value
+    """The validated ``infra.config.Settings`` of a stack, read without the Pulumi runtime.
+
+    The program's own reading (``infra.config.raw_from_values``); ``secure:`` values are the
+    offline placeholders of citadelle.stackconfig.
+    """
     try:
-        return parse_settings(config.stack, raw)
+        return parse_settings(config.stack, raw_from_values(config.values, config.secret_keys))
     except ConfigError as err:
         raise CitadelleError(str(err), exit_code=2) from None
 

@@ -13,7 +13,7 @@ import datetime as dt
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -785,28 +785,39 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def raw_from_values(values: Mapping[str, Any], secret_keys: Collection[str],
+                    wrap_secret: Callable[[Any], Any] = lambda value: value) -> dict[str, Any]:
+    """The ``citadelle:*`` entries of flat stack config as :func:`parse_settings`' raw mapping.
+
+    Structured values arrive as JSON strings (from the engine, or from a stack file read
+    offline). Secret keys are never parsed nor logged: refused unless stored as secrets
+    (``secret_keys``), then passed through ``wrap_secret``.
+    """
+    raw: dict[str, Any] = {}
+    for full_key, value in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        if SECRET_KEY_RE.match(key):
+            if full_key not in secret_keys:
+                raise ConfigError(
+                    f"{full_key}: stored in clear; set it again with "
+                    f"`pulumi config set --secret {key} ...`"
+                )
+            raw[key] = wrap_secret(value)
+            continue
+        try:
+            raw[key] = _decode(value)
+        except ConfigError as err:
+            raise ConfigError(f"{full_key}: {err}") from None
+    return raw
+
+
 def load_settings() -> Settings:
     """Read the running stack's ``citadelle:*`` config once (real engine or mocks)."""
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(
         runtime_config._SECRET_KEYS.get()
     )
-    raw: dict[str, Any] = {}
-    for full_key, value in merged.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace != NAMESPACE:
-            continue
-        if SECRET_KEY_RE.match(key):
-            # Secrets are opaque strings (keys, kubeconfig): never parsed, never logged.
-            if full_key not in secret_keys:
-                raise ConfigError(
-                    f"{full_key}: stored in clear; set it again with "
-                    f"`pulumi config set --secret {key} ...`"
-                )
-            raw[key] = pulumi.Output.secret(value)
-            continue
-        try:
-            raw[key] = _decode(value)
-        except ConfigError as err:
-            raise ConfigError(f"{full_key}: {err}") from None
+    raw = raw_from_values(merged, secret_keys, pulumi.Output.secret)
     return parse_settings(pulumi.get_stack(), raw)
