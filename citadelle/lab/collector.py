@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.vm import kill_vm, launch, pid_alive
+from citadelle.lab.vm import exited, kill_vm, launch, pid_alive
 from citadelle.paths import LAB_DIR
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
@@ -231,18 +231,18 @@ class Collector:
                                        f"--output={self.journal_file}", "--split-mode=none"],
             "stunnel": [str(STUNNEL), str(conf)],
         }
-        for name, (pid_file, _) in self._processes().items():
-            launch(commands[name], self.directory / f"{name}.log", pid_file)
+        started = {name: launch(commands[name], self.directory / f"{name}.log", pid_file)
+                   for name, (pid_file, _) in self._processes().items()}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = sorted(set(commands) - set(self.pids()))
+            dead = sorted(name for name, pid in started.items() if exited(pid))
             if dead:
                 self.stop()
                 tails = "; ".join(f"{name}: {_tail(self.directory / f'{name}.log')}"
                                   for name in dead)
                 raise CitadelleError(f"lab collector: exited at start ({tails})")
             if _listening(LISTEN) and _listening(BACKEND):
-                return self.pids()
+                return started
             time.sleep(0.1)
         self.stop()
         raise CitadelleError(f"lab collector: not listening on {LISTEN} after {timeout:.0f} s; "

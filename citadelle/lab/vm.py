@@ -125,13 +125,23 @@ def create_overlay(backing: Path, overlay: Path) -> None:
 
 
 def launch(args: list[str], log: Path, pid_file: Path) -> int:
-    """Start qemu in its own session (it outlives the CLI) and record its PID."""
+    """Start a lab process (qemu, the log collector) in its own session; record its PID."""
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     _CHILDREN[proc.pid] = proc
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def exited(pid: int) -> bool:
+    """True once a process this Python process launched has exited.
+
+    Right after :func:`launch` the child's /proc cmdline can still be empty (exec not finished),
+    so :func:`pid_alive` is not a death test for a process just started.
+    """
+    proc = _CHILDREN.get(pid)
+    return proc is not None and proc.poll() is not None
 
 
 def pid_alive(pid: int, marker: str) -> bool:
