@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 import re
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
+from citadelle.lab.outputs import write_file
 from citadelle.lab.vm import exited, kill_vm, launch, pid_alive
 from citadelle.paths import LAB_DIR
 
@@ -57,16 +57,14 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    path.chmod(0o600)
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    write_file(path, key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()).decode(), 0o600)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    write_file(path, cert.public_bytes(serialization.Encoding.PEM).decode())
 
 
 def _still_valid(cert_path: Path) -> bool:
@@ -118,8 +116,8 @@ class Collector:
                         key_cert_sign=True, crl_sign=True, encipher_only=False,
                         decipher_only=False), critical=True)
                     .sign(key, hashes.SHA256()))
-            _write_private(key_path, _key_pem(key))
-            self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            _write_key(key_path, key)
+            _write_cert(self.ca_cert, cert)
             # Leaves of a previous CA would no longer verify.
             for leaf in self.pki.glob("*.crt"):
                 if leaf != self.ca_cert:
@@ -149,8 +147,8 @@ class Collector:
                 x509.IPAddress(ipaddress.ip_address(GUEST_ADDRESS)),
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
-        _write_private(key_path, _key_pem(key))
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key_path, key)
+        _write_cert(cert_path, cert)
 
     def tls_vars(self) -> dict[str, str]:
         """bp028_audit variables installing the lab PKI's files on each clone (per host name)."""
@@ -250,9 +248,9 @@ class Collector:
 
     def stop(self) -> list[str]:
         """Stop the collector's processes by PID; received journals stay. Returns what ran."""
-        stopped = []
+        stopped, live = [], self.pids()
         for name, (pid_file, marker) in self._processes().items():
-            pid = self.pids().get(name)
+            pid = live.get(name)
             if pid is not None:
                 kill_vm(pid, marker, what=name)
                 stopped.append(name)

@@ -61,7 +61,8 @@ class LabInventory:
         return tuple(c for c in self.clones if c.role == role)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` atomically, the file created with ``mode`` (never wider, even briefly)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as handle:
@@ -138,9 +139,9 @@ def write_outputs(run_dir: Path, clones: Sequence[Clone], *, user: str, group: s
     result = LabInventory(clones=ordered, ssh_config=run_dir / "ssh_config",
                           inventory=run_dir / "inventory.yml",
                           stack_outputs=run_dir / "stack-outputs.json")
-    _write(result.ssh_config, render_ssh_config(ordered, user, key, control_path), 0o600)
+    write_file(result.ssh_config, render_ssh_config(ordered, user, key, control_path), 0o600)
     inventory = render_inventory(ordered, user, key, password_file, control_path)
-    _write(result.inventory, "---\n" + yaml.safe_dump(inventory, sort_keys=False), 0o600)
+    write_file(result.inventory, "---\n" + yaml.safe_dump(inventory, sort_keys=False), 0o600)
     stack = render_stack_outputs(ordered, user, group)
-    _write(result.stack_outputs, json.dumps(stack, indent=2) + "\n")
+    write_file(result.stack_outputs, json.dumps(stack, indent=2) + "\n")
     return result
