@@ -99,7 +99,8 @@ def _collector(args: argparse.Namespace) -> int:
         pids = log.start()
         print(f"listening on {LISTEN} (clones: https://{GUEST_ADDRESS}:{PORT}), mutual TLS; "
               + ", ".join(f"{name} pid {pid}" for name, pid in pids.items()))
-    elif args.action == "down":
+        return 0
+    if args.action == "down":
         print(("stopped " + ", ".join(log.stop())) if log.running() else "not running")
         return 0
     pids = log.pids()
