@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
 from citadelle.lab.outputs import write_file
-from citadelle.lab.vm import exited, kill_vm, launch, pid_alive
+from citadelle.lab.vm import kill_vm, launch, pid_alive
 from citadelle.paths import LAB_DIR
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
@@ -229,18 +229,18 @@ class Collector:
                                        f"--output={self.journal_file}", "--split-mode=none"],
             "stunnel": [str(STUNNEL), str(conf)],
         }
-        started = {name: launch(commands[name], self.directory / f"{name}.log", pid_file)
-                   for name, (pid_file, _) in self._processes().items()}
+        for name, (pid_file, _) in self._processes().items():
+            launch(commands[name], self.directory / f"{name}.log", pid_file)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = sorted(name for name, pid in started.items() if exited(pid))
+            dead = sorted(set(commands) - set(self.pids()))
             if dead:
                 self.stop()
                 tails = "; ".join(f"{name}: {_tail(self.directory / f'{name}.log')}"
                                   for name in dead)
                 raise CitadelleError(f"lab collector: exited at start ({tails})")
             if _listening(LISTEN) and _listening(BACKEND):
-                return started
+                return self.pids()
             time.sleep(0.1)
         self.stop()
         raise CitadelleError(f"lab collector: not listening on {LISTEN} after {timeout:.0f} s; "

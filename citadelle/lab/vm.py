@@ -134,18 +134,15 @@ def launch(args: list[str], log: Path, pid_file: Path) -> int:
     return proc.pid
 
 
-def exited(pid: int) -> bool:
-    """True once a process this Python process launched has exited.
-
-    Right after :func:`launch` the child's /proc cmdline can still be empty (exec not finished),
-    so :func:`pid_alive` is not a death test for a process just started.
-    """
-    proc = _CHILDREN.get(pid)
-    return proc is not None and proc.poll() is not None
-
-
 def pid_alive(pid: int, marker: str) -> bool:
-    """True when ``pid`` is a live (not zombie) process whose command line contains marker."""
+    """True when ``pid`` is a live (not zombie) process whose command line contains marker.
+
+    A process this Python process launched is judged by its Popen handle instead: right after
+    :func:`launch` its /proc cmdline can still be empty (exec not finished).
+    """
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
