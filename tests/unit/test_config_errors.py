@@ -14,6 +14,8 @@ from citadelle import paths
 from citadelle.cli import main
 from citadelle.errors import CitadelleError
 from citadelle.plan import plan_environment
+from citadelle.pulumi_env import settings_for
+from citadelle.stackconfig import load_stack_config
 
 pytestmark = pytest.mark.unit
 
@@ -178,3 +180,21 @@ def test_project_copy_helper_leaves_the_repository_untouched(tmp_path: Path) -> 
     _project_copy(tmp_path, "dev", _set("openstack.region", "us-east-1"))
     assert (paths.ENVIRONMENTS_DIR / "Pulumi.dev.yaml").read_text() == before
     shutil.rmtree(tmp_path / "environments")
+
+
+def test_offline_tools_refuse_a_secret_in_clear_as_the_program_does(tmp_path: Path) -> None:
+    project_file = _project_copy(tmp_path, "dev", _set("volumeKek", "c2VjcmV0"))
+    with pytest.raises(CitadelleError) as caught:
+        settings_for(load_stack_config(project_file, "dev"))
+    assert caught.value.exit_code == 2
+    (tmp_path / "program").mkdir()
+    assert caught.value.message == _error(tmp_path / "program", _set("volumeKek", "c2VjcmV0"))
+
+
+def test_offline_tools_accept_a_secure_secret(tmp_path: Path) -> None:
+    def supply(project: dict[str, Any], stack: dict[str, Any]) -> None:
+        stack["citadelle:keys"]["supplied"] = ["backup"]
+        stack["citadelle:backupKek"] = {"secure": "v1:AAAA:BBBB"}
+
+    settings = settings_for(load_stack_config(_project_copy(tmp_path, "dev", supply), "dev"))
+    assert tuple(settings.keys.supplied) == ("backup",)
