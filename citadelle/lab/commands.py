@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import weakref
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
@@ -29,15 +30,19 @@ from citadelle.lab.outputs import ROLES
 from citadelle.paths import LAB_DIR
 
 DEFAULT_CLONES = "bastion=bastion,gw=gateway,node1=node"
-_GROUPS: dict[int, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+# Weak keys, not id(): a parser built after an earlier one was collected can get its id, and
+# would then be handed the old parser's lab group ("conflicting subparser: up").
+_GROUPS: weakref.WeakKeyDictionary[
+    argparse._SubParsersAction[argparse.ArgumentParser],
+    argparse._SubParsersAction[argparse.ArgumentParser],
+] = weakref.WeakKeyDictionary()
 
 
 def _group(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """The ``lab`` group's own subparsers, created once per top-level parser."""
-    key = id(subparsers)
-    if key not in _GROUPS:
+    if subparsers not in _GROUPS:
         lab = subparsers.add_parser("lab", help="local Debian 12 VMs standing in for the servers",
                                     description="Local Debian 12 VMs under qemu standing in "
                                     "for the bastion, transfer gateway and nodes.")
@@ -45,9 +50,9 @@ def _group(
                          help="lab directory (default: %(default)s)")
         lab.add_argument("--memory", type=int, default=1024, metavar="MIB",
                          help="RAM per VM in MiB (default: %(default)s); part of the snapshot")
-        _GROUPS[key] = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
+        _GROUPS[subparsers] = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
                                           required=True)
-    return _GROUPS[key]
+    return _GROUPS[subparsers]
 
 
 def add_lab_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
