@@ -45,6 +45,7 @@ LISTEN = f"127.0.0.1:{PORT}"
 BACKEND = f"127.0.0.1:{PORT + 1}"
 GUEST_ADDRESS = "10.0.2.2"  # the host's loopback as a clone sees it
 GUEST_CA_FILE = "/etc/ssl/certs/citadelle-lab-log-ca.pem"
+HOST_TEMPLATE = "{{ inventory_hostname }}"  # Ansible renders it per host: each clone's own files
 CA_VALIDITY = datetime.timedelta(days=365)
 LEAF_VALIDITY = datetime.timedelta(days=90)
 # Clones restored from the golden snapshot reset their clock on resume; tolerate small skews.
@@ -155,8 +156,8 @@ class Collector:
         return {
             "bp028_audit_forward_ca_file": GUEST_CA_FILE,
             "bp028_audit_forward_ca_src": str(self.ca_cert),
-            "bp028_audit_forward_client_key_src": str(self.pki / "{{ inventory_hostname }}.key"),
-            "bp028_audit_forward_client_cert_src": str(self.pki / "{{ inventory_hostname }}.crt"),
+            "bp028_audit_forward_client_key_src": str(self.client_key(HOST_TEMPLATE)),
+            "bp028_audit_forward_client_cert_src": str(self.client_cert(HOST_TEMPLATE)),
         }
 
     def issue(self, names: Iterable[str]) -> None:
