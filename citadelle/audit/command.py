@@ -91,7 +91,7 @@ def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
 
     from citadelle.audit import conformance, drift  # noqa: PLC0415
     from citadelle.audit.allowlist import from_environment  # noqa: PLC0415
-    from citadelle.plan import plan_environment  # noqa: PLC0415
+    from citadelle.plan.plan import plan_environment  # noqa: PLC0415
 
     try:
         if args.audit == "drift":

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from citadelle.cloudlab import lab
 from citadelle.errors import CitadelleError
-from citadelle.lab.commands import add_lab_command
+from citadelle.lab.cloud import lab
 
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = add_lab_command(
-        subparsers,
-        "cloud",
-        "the loopback OpenStack (Keystone, Barbican on SoftHSM2, Neutron and Cinder APIs) on "
+HELP = ("the loopback OpenStack (Keystone, Barbican on SoftHSM2, Neutron and Cinder APIs) on "
         f"127.0.0.1; credentials in {lab.CLOUDS_YAML} (clouds {lab.CLOUD_NAME}, "
-        f"{lab.ADMIN_CLOUD_NAME})",
-    )
+        f"{lab.ADMIN_CLOUD_NAME})")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """``citadelle lab cloud ...`` under the lab group's ``cloud`` parser."""
     actions = parser.add_subparsers(dest="cloud_action", metavar="ACTION", required=True)
     up = actions.add_parser("up", help="start the services (bootstrap and snapshot on first use)")
     up.add_argument(
@@ -61,9 +58,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _seed(args: argparse.Namespace) -> int:
     # Imported here: openstacksdk and the Pulumi program cost seconds other commands skip.
-    from citadelle.cloudlab.provision import connect  # noqa: PLC0415
-    from citadelle.cloudlab.seed import seed  # noqa: PLC0415
-    from citadelle.plan import plan_environment  # noqa: PLC0415
+    from citadelle.lab.cloud.provision import connect  # noqa: PLC0415
+    from citadelle.lab.cloud.seed import seed  # noqa: PLC0415
+    from citadelle.plan.plan import plan_environment  # noqa: PLC0415
 
     if len(lab.running()) != len(lab.SERVICES):
         raise CitadelleError("cloud lab is not running: run `citadelle lab cloud up` first")

@@ -12,8 +12,8 @@ from typing import Any
 import openstack
 from openstack.config import loader
 
-from citadelle.cloudlab import configs
-from citadelle.cloudlab.configs import ADMIN_CLOUD_NAME, CLOUD_NAME, MEMBER_USER, Secrets
+from citadelle.lab.cloud import configs
+from citadelle.lab.cloud.configs import ADMIN_CLOUD_NAME, CLOUD_NAME, MEMBER_USER, Secrets
 
 EXTERNAL_NETWORK = "public"
 # TEST-NET-3 (RFC 5737): never routed, the lab has no data plane anyway.

@@ -5,7 +5,7 @@ to obtain data) fail on one forgotten NTP pool, image registry or state bucket. 
 finds every endpoint an environment would talk to, wherever it is declared:
 
 * the stack config (every ``citadelle:*`` key) and the allow-list itself;
-* the state backend and secrets provider Pulumi would use (citadelle.pulumi_env);
+* the state backend and secrets provider Pulumi would use (citadelle.sovereignty.backend);
 * the offline plan's recorded inputs: URLs, host names, addresses and CIDRs, cloud-init;
 * the Kubernetes objects the program declares: image registries, external endpoints;
 * the Ansible variables the hardening roles will apply: role defaults and vars, templates and
@@ -26,7 +26,6 @@ import argparse
 import ipaddress
 import json
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,18 +34,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from citadelle import __version__, paths, sarif
+from citadelle import __version__, paths
+from citadelle.deploy.inventory import inventory_mapping
+from citadelle.environment import Environment
+from citadelle.environment.outputs import StackOutputs
+from citadelle.environment.settings import endpoint_host
+from citadelle.environment.stackconfig import StackConfig
+from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.findings import Finding, Rule
-from citadelle.inventory import parse_stack_outputs, render_inventory
-from citadelle.offline import Recording
-from citadelle.plan import plan_stack
-from citadelle.pulumi_env import decide_backend, settings_for
-from citadelle.stackconfig import StackConfig, load_stack_config
-from infra.config import endpoint_host
+from citadelle.evidence import sarif
+from citadelle.evidence.findings import Finding, Rule
+from citadelle.plan.offline import Recording
+from citadelle.plan.plan import plan_stack
+from citadelle.sovereignty.backend import decide_backend
 
 STATUSES = ("denied", "allowed", "platform", "ingress-source", "public-entry", "private")
 RULES: dict[str, Rule] = {
@@ -623,24 +624,15 @@ def scan_manifests(scanner: Scanner, directory: Path) -> None:
             scanner.scan_data(document, "kubernetes", _relative(path), images=True)
 
 
-def inventory_variables(env: str, settings: Any, recording: Recording) -> dict[str, Any]:
+def inventory_variables(env: Environment, recording: Recording) -> dict[str, Any]:
     """The variables the generated inventory hands the roles, from the plan's stack outputs."""
-    # Offline the bastion's host key does not exist yet; an ephemeral one lets the inventory
-    # render (its known_hosts is discarded: only the variables matter here).
-    host_key = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    raw = json.loads(json.dumps(recording.stack_outputs))
-    if isinstance(raw.get("bastion"), dict):
-        raw["bastion"]["hostKeyEd25519"] = host_key
-    outputs = parse_stack_outputs(raw)
-    with tempfile.TemporaryDirectory() as out:
-        inventory, _, _ = render_inventory(env, outputs, settings, Path(out))
-    return inventory
+    outputs = StackOutputs.from_plan(recording.stack_outputs)
+    return inventory_mapping(env, outputs, Access(), paths.RUNS_DIR / env.name, target="cloud")
 
 
-def scan_inventory(scanner: Scanner, env: str, settings: Any, recording: Recording) -> None:
-    scanner.scan_data(inventory_variables(env, settings, recording), "inventory",
-                      f"citadelle inventory {env}")
+def scan_inventory(scanner: Scanner, env: Environment, recording: Recording) -> None:
+    scanner.scan_data(inventory_variables(env, recording), "inventory",
+                      f"citadelle inventory {env.name}")
 
 
 # --------------------------------------------------------------------------- the report
@@ -658,11 +650,11 @@ def sovereignty_report(
     environ: Mapping[str, str] | None = None,
 ) -> Report:
     """Every endpoint ``env`` uses, classified against its allow-list."""
-    config = load_stack_config(project_file, env, stack_file)
+    environment = Environment.load(env, project_file=project_file, stack_file=stack_file)
+    config, settings = environment.config, environment.settings
     stack_path = stack_file or (project_file.parent / str(
         (yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}).get(
             "stackConfigDir", ".")) / f"Pulumi.{env}.yaml")
-    settings = settings_for(config)
     if recording is None:
         recording = plan_stack(config)
     scanner = Scanner(settings, floating_addresses(recording))
@@ -675,7 +667,7 @@ def sovereignty_report(
     if playbooks_dir.is_dir():
         scan_playbooks(scanner, playbooks_dir)
     if "servers" in recording.stack_outputs:  # a program that deploys hosts to harden
-        scan_inventory(scanner, env, settings, recording)
+        scan_inventory(scanner, environment, recording)
     if manifests_dir is not None:
         scan_manifests(scanner, manifests_dir)
     allow_list = []

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from citadelle import paths
-from citadelle.offline import RecordedResource, Recording, record_program
-from citadelle.stackconfig import StackConfig, load_stack_config
+from citadelle.environment.stackconfig import StackConfig, load_stack_config
+from citadelle.plan.offline import RecordedResource, Recording, record_program
 
 # Input fields through which a resource belongs to the tier of the resource it references.
 _REFERENCES = (

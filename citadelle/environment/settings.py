@@ -64,6 +64,7 @@ EU_MEMBER_STATES = frozenset(
 )
 # Namespaces the Kubernetes baseline declares; workspaces get ``ws-<id>``.
 PLATFORM_NAMESPACES = ("citadelle-system", "citadelle-ingress", "citadelle-apps")
+SYSTEM_NAMESPACE, INGRESS_NAMESPACE, APPS_NAMESPACE = PLATFORM_NAMESPACES
 WORKSPACE_NAMESPACE_PREFIX = "ws-"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
@@ -125,6 +126,16 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- sovereignty
 
 
+def host_covered(host: str, domains: Collection[str], networks: Collection[str]) -> bool:
+    """The one host matcher of the allow-list: a domain (or below it), or inside a network."""
+    host = host.lower().strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return any(host == d or host.endswith("." + d) for d in domains)
+    return any(address in ipaddress.ip_network(n) for n in networks)
+
+
 class Provider(_Model):
     """A provider the platform may depend on, with the evidence of its jurisdiction."""
 
@@ -149,12 +160,7 @@ class Provider(_Model):
 
     def covers(self, host: str) -> bool:
         """True when ``host`` is one of the provider's domains or inside its networks."""
-        host = host.lower()
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return any(host == d or host.endswith("." + d) for d in self.domains)
-        return any(address in ipaddress.ip_network(n) for n in self.networks)
+        return host_covered(host, self.domains, self.networks)
 
 
 class Endpoint(_Model):
@@ -599,6 +605,11 @@ class Settings(_Model):
         for kind in ("ntp", "dns", "package-mirror", "log-collector", "container-registry"):
             if not self.sovereignty.for_environment(env, kind):
                 raise ValueError(f"sovereignty.endpoints has no {kind!r} endpoint for {env}")
+        mirrors = [e.name for e in self.sovereignty.for_environment(env, "package-mirror")]
+        if all("security" in n for n in mirrors) or not any("security" in n for n in mirrors):
+            raise ValueError(
+                f"sovereignty.endpoints needs two package-mirror endpoints for {env}, one named "
+                "*security* (Debian security) and one other (Debian main)")
         return self
 
     @model_validator(mode="after")

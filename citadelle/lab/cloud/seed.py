@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from citadelle.offline import RecordedResource, Recording
+from citadelle.plan.offline import RecordedResource, Recording
 
 
 @dataclass

@@ -1,15 +1,15 @@
 """`citadelle gate ENV`: the policy pack over an environment's program, before any cloud sees it.
 
-The program runs offline under the recording monitor (``citadelle.offline``); the pack runs out of
-process exactly as the Pulumi CLI runs it (``citadelle.analyzer``); every registration goes
-through ``Remediate`` and ``Analyze`` with the shapes the engine sends (inputs, secrets kept as
-secrets, the resource's provider, or the default provider the engine would have used), then the
-final state of every resource through ``AnalyzeStack``. Exit 1 on any mandatory violation, 0
-otherwise; a broken program, pack or config is exit 2, never a pass.
+The program runs offline under the recording monitor (``citadelle.plan.offline``); the pack
+runs out of process exactly as the Pulumi CLI runs it (``citadelle.plan.analyzer``); every
+registration goes through ``Remediate`` and ``Analyze`` with the shapes the engine sends
+(inputs, secrets kept as secrets, the resource's provider, or the default provider the engine
+would have used), then the final state of every resource through ``AnalyzeStack``. Exit 1 on
+any mandatory violation, 0 otherwise; a broken program, pack or config is exit 2, never a pass.
 
 The pack's allow-lists come from the environment's stack config, the one source of truth:
-``policy_config_for(env)`` builds them and ``citadelle policy-config ENV --out FILE`` writes them
-for ``pulumi preview --policy-pack policies/ --policy-pack-config FILE``.
+``citadelle.environment.projections.policy_config`` builds them, ``citadelle policy-config ENV
+--out FILE`` writes them, and ``citadelle pulumi ENV -- preview|up`` hands them to the engine.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -28,70 +27,22 @@ from typing import Any
 import yaml
 
 from citadelle import paths
-from citadelle.analyzer import AnalyzerResource, Diagnostic, PolicyAnalyzer, PolicyInfo
+from citadelle.deploy.pulumi import run_pulumi, write_policy_config
+from citadelle.environment import Environment, projections
+from citadelle.environment.stackconfig import load_stack_config
 from citadelle.errors import CitadelleError
-from citadelle.findings import Check, Finding, Rule
-from citadelle.junit import to_junit, write_junit
-from citadelle.offline import RecordedResource, Recording
-from citadelle.plan import plan_stack
-from citadelle.pulumi_env import run_pulumi
-from citadelle.pulumi_env import settings_for as _settings_for
-from citadelle.sarif import to_sarif, write_sarif
-from citadelle.stackconfig import StackConfig, load_stack_config
-from infra.components.baseline import INGRESS_NAMESPACE
-from infra.config import Settings
+from citadelle.evidence.findings import Check, Finding, Rule
+from citadelle.evidence.junit import to_junit, write_junit
+from citadelle.evidence.sarif import to_sarif, write_sarif
+from citadelle.plan.analyzer import AnalyzerResource, Diagnostic, PolicyAnalyzer, PolicyInfo
+from citadelle.plan.offline import RecordedResource, Recording
+from citadelle.plan.plan import plan_stack
 
 TOOL = "citadelle-gate"
 STACK_TYPE = "pulumi:pulumi:Stack"
-# Policies that read the allow-list of system namespaces (citadelle:kubernetes.systemNamespaces).
-K8S_POLICIES_WITH_SYSTEM_NAMESPACES = (
-    "namespace-pod-security-restricted",
-    "namespace-default-deny",
-    "no-privileged-containers",
-    "no-host-access",
-    "no-root-containers",
-    "image-allowed-registry",
-    "image-pinned-digest",
-)
 
 
 # --------------------------------------------------------------------------- policy config
-
-
-def settings_for(config: StackConfig) -> Settings:
-    """The environment's validated settings (one clear line on bad config)."""
-    settings: Settings = _settings_for(config)
-    return settings
-
-
-def policy_config_from_settings(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The pack's config for one environment, from its typed stack config."""
-    sovereignty = settings.sovereignty
-    env = settings.environment
-    system = [ns.name for ns in settings.kubernetes.system_namespaces]
-    config: dict[str, dict[str, Any]] = {
-        "eu-region-allow-list": {"allowedRegions": sorted(sovereignty.allowed_regions())},
-        "eu-endpoint-allow-list": {
-            "allowedAuthHosts": sorted(
-                {e.host for e in sovereignty.for_environment(env, "openstack-auth")}),
-            "allowedDomains": sorted({d for p in sovereignty.providers for d in p.domains}),
-        },
-        "ssh-from-bastion-only": {"adminCidrs": list(settings.network.admin_cidrs)},
-        "volume-encrypted-type": {
-            "encryptedVolumeTypes": [settings.storage.volume_type],
-            "minKeySize": settings.storage.encryption_key_size,
-        },
-        "image-allowed-registry": {"allowedRegistries": [settings.kubernetes.registry]},
-        "service-exposure-edge-only": {"edgeNamespaces": [INGRESS_NAMESPACE]},
-    }
-    for name in K8S_POLICIES_WITH_SYSTEM_NAMESPACES:
-        config.setdefault(name, {})["systemNamespaces"] = system
-    return config
-
-
-def policy_config_for(env: str, project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
-    """The policy-pack config of one of the project's environments."""
-    return policy_config_from_settings(settings_for(load_stack_config(project_file, env)))
 
 
 def load_policy_config(path: Path) -> dict[str, Any]:
@@ -354,13 +305,15 @@ def gate_environment(
     project_file = (program / "Pulumi.yaml") if program is not None else paths.PROJECT_FILE
     if not project_file.is_file():
         raise CitadelleError(f"{project_file.parent}: no Pulumi.yaml, not a Pulumi project")
+    # Another team's program is gated against this project's environment: its own stack
+    # config is read as the engine reads it, not validated against Citadelle's schema.
     config = load_stack_config(project_file, env, stack_config)
     if isinstance(policy_config, Path):
         pack_config: Mapping[str, Any] = load_policy_config(policy_config)
     elif policy_config is not None:
         pack_config = policy_config
     else:
-        pack_config = policy_config_for(env)
+        pack_config = projections.policy_config(Environment.load(env).settings)
     recording = plan_stack(config)
     if analyzer is not None:
         result = run_gate(recording, analyzer, pack_config, config.values, config.program_dir)
@@ -405,29 +358,18 @@ def render(result: GateResult) -> str:
     return "\n".join(lines)
 
 
-def _write_config(config: Mapping[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def run_pulumi_preview(args: argparse.Namespace) -> int:
-    """The same gate through the real CLI: `pulumi preview --policy-pack policies/`, on the
-    environment's sovereign backend with the quiet tool-chain environment (pulumi_env)."""
+    """The same gate through the real CLI: `pulumi preview` with the pack attached, on the
+    environment's sovereign backend with the quiet tool-chain environment."""
     if shutil.which("pulumi") is None:
         raise CitadelleError(
             "--engine pulumi needs the Pulumi CLI on PATH (install it from the in-region "
             "mirror, docs/sovereignty.md); without it, run the offline gate: "
-            f"citadelle gate {args.env}"
-        )
+            f"citadelle gate {args.env}")
     project_file = (Path(args.program) / "Pulumi.yaml") if args.program else paths.PROJECT_FILE
-    config = (load_policy_config(Path(args.policy_config)) if args.policy_config
-              else policy_config_for(args.env))
-    with tempfile.TemporaryDirectory(prefix="citadelle-gate-") as tmp:
-        config_file = Path(tmp) / "policy-config.json"
-        _write_config(config, config_file)
-        code = run_pulumi(args.env, ["preview", "--non-interactive",
-                                     "--policy-pack", str(paths.POLICY_DIR),
-                                     "--policy-pack-config", str(config_file)], project_file)
+    env = Environment.load(args.env, project_file=project_file)
+    config = load_policy_config(Path(args.policy_config)) if args.policy_config else None
+    code = run_pulumi(env, ["preview", "--non-interactive"], pack_config=config)
     return 0 if code == 0 else 1
 
 
@@ -467,9 +409,9 @@ def _handle_gate(args: argparse.Namespace) -> int:
 
 
 def _handle_policy_config(args: argparse.Namespace) -> int:
-    config = policy_config_for(args.env)
+    config = projections.policy_config(Environment.load(args.env).settings)
     if args.out:
-        _write_config(config, Path(args.out))
+        write_policy_config(config, Path(args.out))
         print(f"policy-pack config for {args.env} written to {args.out}; use it with "
               f"`pulumi preview -s {args.env} --policy-pack policies/ "
               f"--policy-pack-config {args.out}`")

@@ -165,11 +165,9 @@ def known_requirement_ids() -> frozenset[str]:
     return frozenset(ids)
 
 
-def default_files(env: str, lab: bool) -> list[Path]:
-    files = [WAIVERS_DIR / f"{env}.yaml"]
-    if lab:
-        files.append(WAIVERS_DIR / "lab.yaml")
-    return files
+def default_files(env: str, target: str) -> list[Path]:
+    """The environment's waivers and the target's (``waivers/lab.yaml``), where they exist."""
+    return [WAIVERS_DIR / f"{env}.yaml", WAIVERS_DIR / f"{target}.yaml"]
 
 
 def load_waivers(files: Sequence[Path], known_ids: frozenset[str] | None = None) -> WaiverSet:

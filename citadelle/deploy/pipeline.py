@@ -6,9 +6,10 @@ outputs, the generated inventory, ansible-runner's folder, the checks' JUnit and
 evidence report. The pipeline stops at the first failing step and says why; ``--from-step STEP``
 resumes the latest run of the environment (or ``--run DIR``) at that step.
 
-``--target lab`` replaces ``pulumi up`` by the VM lab (``citadelle lab up``): the rest of the
-pipeline runs unchanged against the clones, so the whole chain works on a machine with no cloud
-and no Pulumi CLI. The steps after ``up`` also run alone against saved stack outputs
+The ``up`` step is the target's (``citadelle.environment.targets``): ``pulumi up`` through the
+Automation API on the cloud, or the VM lab's clones with ``--target lab``; every other step runs
+unchanged against what the target supplies, so the whole chain works on a machine with no
+cloud and no Pulumi CLI. The steps after ``up`` also run alone against saved stack outputs
 (``--from-step inventory --outputs FILE``).
 """
 
@@ -24,21 +25,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pulumi import automation
-
 from citadelle import paths
-from citadelle.checks_runner import run_checks
+from citadelle.deploy.inventory import write_inventory
+from citadelle.deploy.verify import run_checks
+from citadelle.environment import Environment
+from citadelle.environment.outputs import StackOutputs
+from citadelle.environment.targets import TARGETS, Target, make_target, read_json
 from citadelle.errors import CitadelleError
-from citadelle.gate import gate_environment, render
-from citadelle.inventory import pulumi_cli, read_stack_outputs, write_inventory
-from citadelle.lab import Lab
-from citadelle.pulumi_env import pulumi_environment
-from citadelle.report import latest_run, write_report
+from citadelle.evidence.report import latest_run, write_report
+from citadelle.plan.gate import gate_environment, render
 
 STEPS: tuple[str, ...] = ("gate", "up", "inventory", "harden", "verify", "report")
-TARGETS = ("cloud", "lab")
-# Lab clones standing in for one server of each node role.
-LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
 
 
 @dataclass
@@ -57,7 +54,7 @@ class Run:
     target: str
     directory: Path
     steps: dict[str, StepRecord] = field(default_factory=dict)
-    lab_run_dir: str = ""  # where the lab's clones live (default: .lab/)
+    lab_run_dir: str = ""  # with the lab target: where its clones live (default: .lab/)
 
     @property
     def state_file(self) -> Path:
@@ -72,7 +69,7 @@ class Run:
     def create(cls, env: str, target: str, base: Path = paths.RUNS_DIR,
                lab_run_dir: str = "") -> Run:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        directory = base / f"{stamp}-{env}"
+        directory = base.resolve() / f"{stamp}-{env}"
         suffix = 1
         while directory.exists():
             suffix += 1
@@ -85,6 +82,8 @@ class Run:
 
     @classmethod
     def load(cls, directory: Path) -> Run:
+        # Resolved once: artefact paths are compared with it (a symlinked --run included).
+        directory = directory.resolve()
         try:
             data = json.loads((directory / "run.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -92,6 +91,10 @@ class Run:
         steps = {s["name"]: StepRecord(**s) for s in data["steps"]}
         return cls(data["environment"], data["target"], directory, steps,
                    str(data.get("lab_run_dir", "")))
+
+    def target_(self) -> Target:
+        return make_target(self.target,
+                           lab_run_dir=Path(self.lab_run_dir) if self.lab_run_dir else None)
 
     # Artefact locations, shared by the steps and the report.
     @property
@@ -119,51 +122,29 @@ def step_gate(run: Run) -> str:
 
 
 def step_up(run: Run) -> str:
-    if run.target == "lab":
-        return _lab_up(run)
-    environment = pulumi_environment(run.env)
-    try:
-        pulumi_cli(environment)
-    except CitadelleError:
-        raise CitadelleError(
-            "the Pulumi CLI is not on PATH: `pulumi up` runs through the Automation API, which "
-            "drives the CLI. Install it from the in-region mirror (docs/sovereignty.md), or run "
-            f"`citadelle deploy {run.env} --target lab`, or continue after an up made elsewhere "
-            f"with `citadelle deploy {run.env} --from-step inventory --outputs FILE`",
-            exit_code=2) from None
-    log = (run.directory / "up.log").open("w", encoding="utf-8")
-    with log:
-        stack = automation.select_stack(
-            stack_name=run.env, work_dir=str(paths.REPO_ROOT),
-            opts=automation.LocalWorkspaceOptions(env_vars=environment))
-        result = stack.up(on_output=lambda line: log.write(line + "\n"))
-    outputs = {key: value.value for key, value in result.outputs.items()}
-    run.outputs.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
-    summary = result.summary.resource_changes or {}
-    return "pulumi up: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.items()))
-
-
-def _lab_up(run: Run) -> str:
-    started = time.monotonic()
-    lab = Lab(run_dir=Path(run.lab_run_dir)) if run.lab_run_dir else Lab()
-    inventory = lab.up(LAB_CLONES)
-    shutil.copyfile(inventory.stack_outputs, run.outputs)
-    names = ", ".join(f"{c.name} ({c.role}, 127.0.0.1:{c.port})" for c in inventory.clones)
-    return f"lab clones up in {time.monotonic() - started:.0f} s: {names}"
+    target = run.target_()
+    outputs, detail = target.up(Environment.load(run.env, target), run.directory / "up.log")
+    run.outputs.write_text(json.dumps(outputs.to_json(), indent=2) + "\n", encoding="utf-8")
+    return detail
 
 
 def step_inventory(run: Run) -> str:
     if not run.outputs.is_file():
         raise CitadelleError(f"no stack outputs in {run.directory} (run the up step, or pass "
                              "--outputs FILE)")
-    raw, _ = read_stack_outputs(run.env, run.outputs)
-    files = write_inventory(run.env, raw, run.inventory, source=str(run.outputs))
-    return f"{len(raw['servers'])} hosts -> {files.inventory.relative_to(run.directory)}"
+    target = run.target_()
+    env = Environment.load(run.env, target)
+    outputs = StackOutputs.parse(read_json(run.outputs))
+    files = write_inventory(env, outputs, target.access(env), run.inventory,
+                            target=target.name, source=str(run.outputs))
+    prepared = target.prepare(env)
+    detail = f"{len(outputs.servers)} hosts -> {files.inventory.relative_to(run.directory)}"
+    return "; ".join([detail, *prepared])
 
 
 def step_harden(run: Run) -> str:
     # Imported on use: ansible-runner is only needed from this step on.
-    from citadelle.harden import run_playbook  # noqa: PLC0415
+    from citadelle.deploy.harden import run_playbook  # noqa: PLC0415
 
     result = run_playbook("site", run.inventory, run_dir=run.directory / "harden")
     (run.directory / "harden.log").write_text(result.summary() + "\n", encoding="utf-8")
@@ -262,7 +243,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="The deploy pipeline: " + " -> ".join(STEPS) + ". Each run's logs and "
         "artefacts land in runs/<UTC time>-ENV/; the pipeline stops at the first failing step.")
     parser.add_argument("env", help="environment: dev, mirror or prod")
-    parser.add_argument("--target", choices=TARGETS, default="cloud",
+    parser.add_argument("--target", choices=sorted(TARGETS), default="cloud",
                         help="cloud: pulumi up on the environment's OpenStack (needs the "
                         "Pulumi CLI); lab: local VM clones instead (default: %(default)s)")
     parser.add_argument("--from-step", choices=STEPS, metavar="STEP",

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from citadelle.findings import Check, Rule
+from citadelle.evidence.findings import Check, Rule
 
 
 def to_junit(suite: str, rules: Sequence[Rule], checks: Sequence[Check],

@@ -7,13 +7,11 @@ snapshot (~13 s), so every session starts from the same clean provider state.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
 import secrets as pysecrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
@@ -24,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from citadelle.cloudlab import configs
-from citadelle.cloudlab.configs import HOST, PORTS, Secrets
 from citadelle.errors import CitadelleError
+from citadelle.lab.cloud import configs
+from citadelle.lab.cloud.configs import HOST, PORTS, Secrets
+from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 LAB = LAB_DIR / "cloud"
@@ -102,14 +101,7 @@ def _write_pids(pids: Mapping[str, int]) -> None:
 
 def _is_lab_process(pid: int) -> bool:
     """True when ``pid`` is alive and still one of this lab's uwsgi masters (not a reused PID)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie (state Z) has exited; only reaping is left.
-    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-    return not zombie and _marker().encode() in environ
+    return alive(pid, _marker())
 
 
 def _marker() -> str:
@@ -120,30 +112,14 @@ def running() -> dict[str, int]:
     return {name: pid for name, pid in _read_pids().items() if _is_lab_process(pid)}
 
 
-def _kill(pid: int, timeout: float = 15.0) -> None:
-    # SIGTERM to the master (--die-on-term) stops its worker cleanly; SIGKILL to its process
-    # group (each master leads its own session) only if it does not exit in time.
-    for sig, target in ((signal.SIGTERM, pid), (signal.SIGKILL, -pid)):
-        try:
-            os.kill(target, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _is_lab_process(pid):
-                # Reap it when this process started it (a test session), or it stays a zombie.
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-                return
-            time.sleep(0.1)
-
-
 def down() -> list[str]:
     """Stop every lab service by its recorded PID; returns the names stopped."""
     stopped = []
     for name, pid in _read_pids().items():
         if _is_lab_process(pid):
-            _kill(pid)
+            # SIGTERM to the master (--die-on-term) stops its worker cleanly; its session is
+            # killed only if it does not exit in time.
+            stop(pid, _marker(), grace=15.0, what=f"cloud lab {name}")
             stopped.append(name)
     PIDS_FILE.unlink(missing_ok=True)
     return stopped
@@ -234,11 +210,7 @@ def _start(names: Sequence[str]) -> dict[str, int]:
         cmd, extra_env = commands[name]
         marker_key, marker_value = _marker().split("=", 1)
         env = {**os.environ, **extra_env, marker_key: marker_value}
-        with open(STATE / "log" / f"{name}-console.log", "ab") as console:
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        pids[name] = proc.pid
+        pids[name] = launch(cmd, STATE / "log" / f"{name}-console.log", env=env)
         _write_pids(pids)
     return {name: pids[name] for name in names}
 
@@ -519,7 +491,7 @@ def up(fresh: bool = False) -> UpResult:
     pids = _start(SERVICES)
     _wait_healthy(pids)
     # Imported here: openstacksdk costs ~1 s and every other CLI command would pay it.
-    from citadelle.cloudlab import provision  # noqa: PLC0415
+    from citadelle.lab.cloud import provision  # noqa: PLC0415
 
     try:
         if cold:

@@ -34,10 +34,20 @@ from typing import Any
 import yaml
 
 from citadelle import paths
-from citadelle.checks_runner import CHECKS_DIR, CaseResult, read_junit
+from citadelle.deploy.inventory import write_inventory
+from citadelle.deploy.verify import CHECKS_DIR, CaseResult, read_junit
+from citadelle.deploy.waivers import (
+    Waiver,
+    bp028_reference,
+    default_files,
+    load_waivers,
+    snc_reference,
+)
+from citadelle.environment import Environment
+from citadelle.environment.outputs import ROLES, StackOutputs
+from citadelle.environment.projections import host_levels
+from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.inventory import ROLES, environment_settings, write_inventory
-from citadelle.waivers import Waiver, bp028_reference, default_files, load_waivers, snc_reference
 
 LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")
 _TASK_IDS = re.compile(r"^((?:R\d+)(?:\s*,\s*R\d+)*)\s*\|")
@@ -136,20 +146,21 @@ def role_tasks(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
     return result
 
 
-def synthetic_outputs(env: str) -> dict[str, Any]:
+def synthetic_outputs(env: str) -> StackOutputs:
     # One host per node role: enough for pytest to collect every check and its marks offline.
-    return {"environment": env, "adminUser": "admin", "adminGroup": "admins",
-            "bastion": {"publicIp": "192.0.2.1", "sshPort": 22,
-                        "hostKeyEd25519": "ssh-ed25519 " + "A" * 68},
-            "servers": {f"citadelle-{env}-{role}-1": {"role": role, "privateIp": "192.0.2.2"}
-                        for role in ROLES}}
+    return StackOutputs.parse({
+        "environment": env, "adminUser": "admin", "adminGroup": "admins",
+        "servers": {f"citadelle-{env}-{role}-1": {"role": role, "privateIp": "192.0.2.2",
+                                                  "sshHost": "192.0.2.2", "sshPort": 22}
+                    for role in ROLES}})
 
 
-def check_catalogue(env: str, inventory: Path | None = None) -> list[dict[str, Any]]:
+def check_catalogue(env: Environment, inventory: Path | None = None) -> list[dict[str, Any]]:
     """Every check pytest collects for the environment, with its requirement ids."""
     with tempfile.TemporaryDirectory(prefix="citadelle-catalogue-") as tmp:
         if inventory is None or not inventory.is_file():
-            inventory = write_inventory(env, synthetic_outputs(env), Path(tmp) / "inv.yml",
+            inventory = write_inventory(env, synthetic_outputs(env.name), Access(),
+                                        Path(tmp) / "inv.yml", target="cloud",
                                         source="a synthetic host per role").inventory
         out = Path(tmp) / "catalogue.json"
         proc = subprocess.run(
@@ -285,7 +296,7 @@ def collect_evidence(policies: Sequence[PolicyControl], gate: Mapping[str, str],
 
 def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] | None = None,
                  policies: list[PolicyControl] | None = None) -> Report:
-    settings = environment_settings(env)
+    environment = Environment.load(env)
     sections = snc_reference()
     run_info = json.loads((run / "run.json").read_text()) if run and (run / "run.json").is_file() \
         else {}
@@ -300,11 +311,11 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
     if run is not None and (run / "checks.junit.xml").is_file():
         results = read_junit(run / "checks.junit.xml")
         sources.append(str(run / "checks.junit.xml"))
-    waivers = load_waivers(default_files(env, target == "lab"))
+    waivers = load_waivers(default_files(env, target))
     sources += [str(p) for p in waivers.files]
     evidence = collect_evidence(
         pack_policies() if policies is None else policies, gate,
-        check_catalogue(env, inventory) if catalogue is None else catalogue, results,
+        check_catalogue(environment, inventory) if catalogue is None else catalogue, results,
         waivers.waivers)
 
     snc_rows = [
@@ -312,8 +323,7 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
             "true" if section["automatable"] is True else "partial", evidence[sid])
         for sid, section in sections.items()
         if section["level"] != "chapter" and section.get("automatable") in (True, "partial")]
-    levels = {"bastion": settings.hardening.bastion_level, "gateway": settings.hardening.level,
-              "node": settings.hardening.level}
+    levels = host_levels(environment.settings)
     top = max(LEVELS.index(level) for level in levels.values())
     bp_rows = [
         Row("bp028", rid, str(rec["title"]), str(rec["level"]),

@@ -1,15 +1,10 @@
-"""The environment every Pulumi and Ansible subprocess runs with, and the state backend policy.
+"""Where each environment's state and secrets live, and `citadelle backend`.
 
-Two jobs, both for SecNumCloud 19.2/19.6 (technical data stays in the EU, no technical means for
-a non-EU party to obtain it):
-
-* ``quiet_env`` keeps the tool chain silent toward the outside: no update check, no plugin
-  download, no Copilot, no Pulumi Cloud token handed down, no Galaxy. Every ``citadelle`` command
-  that starts ``pulumi``, ``ansible-*`` or ``ansible-runner`` builds its environment with it.
-* ``ensure_sovereign_backend`` decides where an environment's state and secrets live (a local
-  file backend for dev and the lab, the EU bucket for mirror and prod, passphrase or an EU
-  OpenBao transit key) and refuses Pulumi Cloud, a non-allow-listed host, or a stack file whose
-  ``secretsprovider:`` line breaks the policy. docs/sovereignty.md explains each choice.
+For SecNumCloud 19.2/19.6 (technical data stays in the EU): ``ensure_sovereign_backend``
+decides where an environment's state and secrets live (a local file backend for dev and the
+lab, the EU bucket for mirror and prod, passphrase or an EU OpenBao transit key) and refuses
+Pulumi Cloud, a non-allow-listed host, or a stack file whose ``secretsprovider:`` line breaks
+the policy. docs/sovereignty.md explains each choice.
 """
 
 from __future__ import annotations
@@ -18,98 +13,27 @@ import argparse
 import json
 import os
 import shlex
-import shutil
-import subprocess
-import sysconfig
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from citadelle import paths
-from citadelle.errors import CitadelleError
-from citadelle.stackconfig import StackConfig, load_stack_config
-from infra.config import ConfigError, endpoint_host, parse_settings, raw_from_values
-
-
-@dataclass(frozen=True)
-class QuietSetting:
-    name: str
-    value: str
-    why: str
-
-
-def _collections_path() -> str:
-    # The collections shipped inside the pinned `ansible` package, and nothing else.
-    return sysconfig.get_paths()["purelib"]
-
-
-QUIET_SETTINGS: tuple[QuietSetting, ...] = (
-    QuietSetting("PULUMI_SKIP_UPDATE_CHECK", "true",
-                 "the CLI otherwise asks a US service for the latest version on every command"),
-    QuietSetting("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true",
-                 "a missing provider plugin fails instead of being downloaded from "
-                 "get.pulumi.com or GitHub; plugins are installed once from the in-region mirror"),
-    QuietSetting("PULUMI_COPILOT", "false",
-                 "Copilot sends update diagnostics to Pulumi Cloud's AI service"),
-    QuietSetting("PULUMI_SUPPRESS_COPILOT_LINK", "true",
-                 "no link inviting operators to paste failures into a US service"),
-    QuietSetting("PULUMI_DIY_BACKEND_NO_LEGACY_WARNING", "true",
-                 "the DIY (self-managed) backend is the intended one; its warnings are noise"),
-    QuietSetting("AWS_EC2_METADATA_DISABLED", "true",
-                 "the S3 client of the state backend never probes an EC2 metadata service "
-                 "for credentials"),
-    QuietSetting("PIP_DISABLE_PIP_VERSION_CHECK", "1",
-                 "the Python language host may run pip: no version lookup on PyPI"),
-    QuietSetting("ANSIBLE_GALAXY_SERVER", "https://galaxy.invalid",
-                 "a stray `ansible-galaxy install` fails (.invalid never resolves) instead of "
-                 "reaching galaxy.ansible.com"),
-    QuietSetting("ANSIBLE_COLLECTIONS_PATH", "<venv site-packages>",
-                 "only the collections of the pinned ansible package; ~/.ansible/collections "
-                 "(where Galaxy installs) is never searched"),
-    QuietSetting("ANSIBLE_LINT_NODEPS", "1",
-                 "ansible-lint neither installs requirements from Galaxy nor looks up its "
-                 "latest release on GitHub"),
-    QuietSetting("DO_NOT_TRACK", "1",
-                 "the cross-tool opt-out of usage reporting (consoledonottrack.com), for any "
-                 "helper that honours it"),
+from citadelle.environment import Environment
+from citadelle.environment.settings import Settings, endpoint_host
+from citadelle.environment.toolchain import (
+    NEVER_PASSED,
+    QUIET_SETTINGS,
+    collections_path,
+    quiet_env,
 )
-
-# Credentials that only Pulumi Cloud accepts: never handed to a subprocess.
-NEVER_PASSED = ("PULUMI_ACCESS_TOKEN", "PULUMI_API")
+from citadelle.errors import CitadelleError
 
 PULUMI_CLOUD_HOSTS = frozenset({"api.pulumi.com", "app.pulumi.com", "pulumi.com", "www.pulumi.com"})
 # The project-wide file backend (Pulumi.yaml) for the environments without a state bucket.
 DEFAULT_FILE_BACKEND = "file://~/.pulumi-citadelle"
 DEV_SECRETS_PROVIDER = "passphrase"
-
-
-def quiet_env(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` plus the settings that keep Pulumi and Ansible silent toward the outside."""
-    env = {k: v for k, v in base.items() if k not in NEVER_PASSED}
-    for setting in QUIET_SETTINGS:
-        env[setting.name] = setting.value
-    env["ANSIBLE_COLLECTIONS_PATH"] = _collections_path()
-    return env
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def settings_for(config: StackConfig) -> Any:
-    """The validated ``infra.config.Settings`` of a stack, read without the Pulumi runtime.
-
-    The program's own reading (``infra.config.raw_from_values``); ``secure:`` values are the
-    offline placeholders of citadelle.stackconfig.
-    """
-    try:
-        return parse_settings(config.stack, raw_from_values(config.values, config.secret_keys))
-    except ConfigError as err:
-        raise CitadelleError(str(err), exit_code=2) from None
-
-
-# --------------------------------------------------------------------------- backend policy
 
 
 @dataclass(frozen=True)
@@ -159,7 +83,7 @@ class BackendDecision:
         }
 
 
-def policy_backend(env: str, settings: Any, project_backend: str | None) -> str:
+def policy_backend(env: str, settings: Settings, project_backend: str | None) -> str:
     """The backend the policy assigns: the env's state bucket if config declares one."""
     buckets = settings.sovereignty.for_environment(env, "state-backend")
     if not buckets:
@@ -172,7 +96,7 @@ def policy_backend(env: str, settings: Any, project_backend: str | None) -> str:
     )
 
 
-def policy_secrets_provider(env: str, settings: Any) -> tuple[str, str | None]:
+def policy_secrets_provider(env: str, settings: Settings) -> tuple[str, str | None]:
     """(secrets provider, VAULT_ADDR) the policy assigns to ``env``."""
     vaults = settings.sovereignty.for_environment(env, "secrets")
     if not vaults:
@@ -180,7 +104,7 @@ def policy_secrets_provider(env: str, settings: Any) -> tuple[str, str | None]:
     return f"hashivault://citadelle-{env}", vaults[0].url
 
 
-def backend_problem(env: str, url: str, settings: Any) -> str | None:
+def backend_problem(env: str, url: str, settings: Settings) -> str | None:
     """Why ``url`` may not hold ``env``'s state, or None when it may."""
     if not url:
         return ("no backend selected: the Pulumi CLI would fall back to Pulumi Cloud "
@@ -224,7 +148,7 @@ def _s3_problem(env: str, url: str, query: dict[str, list[str]], bucket_hosts: s
     return None
 
 
-def secrets_problem(env: str, provider: str | None, settings: Any) -> str | None:
+def secrets_problem(env: str, provider: str | None, settings: Settings) -> str | None:
     """Why the stack file's ``secretsprovider:`` breaks the policy, or None."""
     expected, vault = policy_secrets_provider(env, settings)
     if provider is None:
@@ -272,8 +196,8 @@ def decide_backend(
     ``pulumi`` run in this project uses it.
     """
     environ = os.environ if environ is None else environ
-    config = load_stack_config(project_file, env, stack_file)
-    settings = settings_for(config)
+    environment = Environment.load(env, project_file=project_file, stack_file=stack_file)
+    config, settings = environment.config, environment.settings
     project_backend = config.backend_url
     policy_url = policy_backend(env, settings, project_backend)
     expected_secrets, vault = policy_secrets_provider(env, settings)
@@ -310,7 +234,7 @@ def decide_backend(
     )
 
 
-def _project_problem(url: str, settings: Any) -> str | None:
+def _project_problem(url: str, settings: Settings) -> str | None:
     """Pulumi.yaml's backend is project-wide: it must be the dev/lab file backend."""
     if not url:
         return backend_problem("", "", settings)
@@ -350,28 +274,12 @@ def ensure_sovereign_backend(
     return decision.env_vars()
 
 
-def pulumi_environment(env: str, environ: Mapping[str, str] | None = None,
-                       project_file: Path = paths.PROJECT_FILE) -> dict[str, str]:
+def pulumi_environment(env: Environment, environ: Mapping[str, str] | None = None) \
+        -> dict[str, str]:
     """The complete environment of a pulumi subprocess for ``env`` (quiet and sovereign)."""
     environ = os.environ if environ is None else environ
-    return quiet_env(environ) | ensure_sovereign_backend(env, environ, project_file)
+    return quiet_env(environ) | ensure_sovereign_backend(env.name, environ, env.project_file)
 
-
-def run_pulumi(env: str, args: Sequence[str], project_file: Path = paths.PROJECT_FILE) -> int:
-    """Run ``pulumi ARGS -s ENV`` in the project directory, only on a sovereign backend."""
-    environment = pulumi_environment(env, project_file=project_file)
-    executable = shutil.which("pulumi", path=environment.get("PATH"))
-    if executable is None:
-        raise CitadelleError(
-            "the Pulumi CLI is not on PATH; install it from the in-region mirror "
-            "(docs/sovereignty.md) or use the offline commands (citadelle plan)"
-        )
-    command = [executable, *args, "--stack", env]
-    return subprocess.run(command, env=environment, cwd=project_file.parent, check=False) \
-        .returncode
-
-
-# --------------------------------------------------------------------------- CLI
 
 
 def export_lines(env: str, environ: Mapping[str, str] | None = None,
@@ -380,7 +288,7 @@ def export_lines(env: str, environ: Mapping[str, str] | None = None,
     environ = os.environ if environ is None else environ
     variables = ensure_sovereign_backend(env, environ, project_file)
     variables |= {s.name: s.value for s in QUIET_SETTINGS} | {
-        "ANSIBLE_COLLECTIONS_PATH": _collections_path()}
+        "ANSIBLE_COLLECTIONS_PATH": collections_path()}
     lines = [f"unset {' '.join(NEVER_PASSED)}"]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(variables.items())]
     return lines
@@ -409,13 +317,6 @@ def _backend(args: argparse.Namespace) -> int:
     return 0 if decision.allowed else 1
 
 
-def _pulumi(args: argparse.Namespace) -> int:
-    pulumi_args = [a for a in args.pulumi_args if a != "--"]
-    if not pulumi_args:
-        raise CitadelleError("nothing to run: give the pulumi command, e.g. "
-                             f"`citadelle pulumi {args.env} -- preview`")
-    return run_pulumi(args.env, pulumi_args, Path(args.project))
-
 
 def register(subparsers: Any) -> None:
     backend = subparsers.add_parser(
@@ -430,13 +331,3 @@ def register(subparsers: Any) -> None:
                          "refuses when the backend is not allowed")
     backend.add_argument("--project", default=str(paths.PROJECT_FILE), help=argparse.SUPPRESS)
     backend.set_defaults(func=_backend)
-
-    pulumi = subparsers.add_parser(
-        "pulumi",
-        help="run a pulumi command for an environment on its sovereign backend, quietly",
-    )
-    pulumi.add_argument("--project", default=str(paths.PROJECT_FILE), help=argparse.SUPPRESS)
-    pulumi.add_argument("env", help="environment (stack): dev, mirror or prod")
-    pulumi.add_argument("pulumi_args", nargs=argparse.REMAINDER,
-                        help="the pulumi command and its options, after --")
-    pulumi.set_defaults(func=_pulumi)

@@ -26,7 +26,7 @@ from typing import Any
 
 from citadelle import paths
 from citadelle.errors import CitadelleError
-from citadelle.plan import plan_environment
+from citadelle.plan.plan import plan_environment
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from citadelle import paths
+from citadelle.deploy.inventory import host_vars, load_inventory
+from citadelle.deploy.waivers import default_files, load_waivers
 from citadelle.errors import CitadelleError
-from citadelle.inventory import host_vars, load_inventory
-from citadelle.waivers import default_files, load_waivers
 
 CHECKS_DIR = paths.REPO_ROOT / "checks"
 CHECK_TIMEOUT_S = 900
@@ -124,8 +124,11 @@ def run_checks(env: str, inventory: Path, out_dir: Path, *,
     hosts = host_vars(load_inventory(inventory))
     if not hosts:
         raise CitadelleError(f"{inventory}: no host to check")
-    lab = any(v.get("citadelle_lab") for v in hosts.values())
-    files = list(waiver_files) if waiver_files is not None else default_files(env, lab)
+    targets = {str(v.get("citadelle_target", "cloud")) for v in hosts.values()}
+    if len(targets) != 1:
+        raise CitadelleError(
+            f"{inventory}: hosts of several targets ({', '.join(sorted(targets))})")
+    files = list(waiver_files) if waiver_files is not None else default_files(env, targets.pop())
     load_waivers(files)  # refuse a bad waiver file before any SSH connection
     out_dir.mkdir(parents=True, exist_ok=True)
     junit, log = out_dir / "checks.junit.xml", out_dir / "checks.log"

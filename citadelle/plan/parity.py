@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from citadelle import paths
+from citadelle.environment.stackconfig import load_stack_config
 from citadelle.errors import CitadelleError
-from citadelle.offline import RecordedResource, Recording, is_secret
-from citadelle.plan import plan_stack, short_type, tiers
-from citadelle.stackconfig import load_stack_config
+from citadelle.plan.offline import RecordedResource, Recording, is_secret
+from citadelle.plan.plan import plan_stack, short_type, tiers
 
 CATEGORIES = ("resources", "rules", "public", "encryption", "kubernetes")
 ALLOW_KEY = "parity:allowCounts"

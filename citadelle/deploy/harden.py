@@ -21,13 +21,9 @@ from typing import Any
 
 import ansible_runner
 
+from citadelle.environment.toolchain import quiet_env
 from citadelle.errors import CitadelleError
-from citadelle.lab import collector
-from citadelle.lab.collector import Collector
-from citadelle.lab.commands import add_lab_command
-from citadelle.lab.image import host_mirrors
-from citadelle.paths import LAB_DIR, PLAYBOOKS_DIR, REPO_ROOT, ROLES_DIR, RUNS_DIR
-from citadelle.pulumi_env import quiet_env
+from citadelle.paths import PLAYBOOKS_DIR, REPO_ROOT, ROLES_DIR, RUNS_DIR
 
 ANSIBLE_CONFIG = REPO_ROOT / "ansible.cfg"
 PLAYBOOKS = ("site", "bastion", "gateway", "node")
@@ -36,11 +32,6 @@ VENV_BIN = Path(sys.executable).parent
 # One Python per host for the whole run instead of one per task (ansible.cfg explains why).
 _MITOGEN = importlib.util.find_spec("ansible_mitogen")
 MITOGEN_STRATEGIES = Path(str(_MITOGEN and _MITOGEN.origin)).parent / "plugins" / "strategy"
-
-# The lab's clones sit behind QEMU user-mode networking: SSH forwarded from the host arrives
-# from the gateway 10.0.2.2, which is also how a clone reaches the host, hence the lab's log
-# collector (citadelle.lab.collector). The lab has no NTP server: chrony keeps retrying.
-LAB_GATEWAY = collector.GUEST_ADDRESS
 
 
 def ansible_env() -> dict[str, str]:
@@ -189,41 +180,22 @@ def run_playbook(
                         elapsed=elapsed, hosts=hosts, failures=failures, facts=facts)
 
 
-def lab_extravars(root: Path = LAB_DIR) -> dict[str, Any]:
-    """The lab environment's endpoints (a real environment's come from its stack config)."""
-    mirror, security_mirror = host_mirrors()
-    return {
-        "bp028_firewall_admin_cidrs": [f"{LAB_GATEWAY}/32"],
-        "bp028_time_ntp_servers": [LAB_GATEWAY],
-        "bp028_audit_forward_url": f"https://{LAB_GATEWAY}:{collector.PORT}",
-        **Collector(root).tls_vars(),
-        "bp028_packages_mirror_url": mirror,
-        "bp028_packages_security_mirror_url": security_mirror,
-    }
-
-
-def _handle(args: argparse.Namespace, *, lab: bool) -> int:
-    inventory: Path | None = args.inventory
-    lab_dir: Path = getattr(args, "lab_dir", LAB_DIR)
-    if inventory is None and lab:
-        inventory = lab_dir / "inventory.yml"
-    if inventory is None:
-        raise CitadelleError("harden: --inventory FILE is required (or use --lab)")
-    if lab:
-        pids = Collector(lab_dir).start()
-        print(f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
-              f"{', '.join(map(str, pids.values()))}); `citadelle lab collector` shows receipts")
-    result = run_playbook(args.playbook, inventory, limit=args.limit, tags=args.tags,
-                          check=args.check,
-                          extravars=lab_extravars(lab_dir) if lab else None,
-                          run_dir=args.run_dir, forks=args.forks, quiet=not args.verbose)
+def harden(args: argparse.Namespace, *, extravars: Mapping[str, Any] | None = None) -> int:
+    """Run the options' playbook over ``args.inventory`` and print the summary."""
+    if args.inventory is None:
+        raise CitadelleError("harden: --inventory FILE is required (`citadelle inventory ENV` "
+                             "writes one; the lab's: `citadelle lab harden`)")
+    result = run_playbook(args.playbook, args.inventory, limit=args.limit, tags=args.tags,
+                          check=args.check, extravars=extravars, run_dir=args.run_dir,
+                          forks=args.forks, quiet=not args.verbose)
     print(result.summary())
     return 0 if result.ok else 1
 
 
-def _add_options(parser: argparse.ArgumentParser, *, lab: bool) -> None:
-    parser.add_argument("--inventory", type=Path, default=None, metavar="FILE",
-                        help="Ansible inventory" + (" (default: .lab/inventory.yml)" if lab
+def add_harden_options(parser: argparse.ArgumentParser, *, inventory: Path | None = None) \
+        -> None:
+    parser.add_argument("--inventory", type=Path, default=inventory, metavar="FILE",
+                        help="Ansible inventory" + (f" (default: {inventory})" if inventory
                                                     else " (from citadelle inventory ENV)"))
     parser.add_argument("--playbook", default="site", metavar="NAME|PATH",
                         help=f"{', '.join(PLAYBOOKS)} or a playbook path (default: %(default)s)")
@@ -241,10 +213,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "harden", help="harden nodes to ANSSI-BP-028 with the project's playbooks",
         description="Run the ANSSI-BP-028 hardening playbooks through ansible-runner.")
-    _add_options(parser, lab=False)
-    parser.add_argument("--lab", action="store_true",
-                        help="target the lab's clones with the lab's endpoints")
-    parser.set_defaults(func=lambda args: _handle(args, lab=args.lab))
-    lab = add_lab_command(subparsers, "harden", "harden the lab's clones to ANSSI-BP-028")
-    _add_options(lab, lab=True)
-    lab.set_defaults(func=lambda args: _handle(args, lab=True))
+    add_harden_options(parser)
+    parser.set_defaults(func=harden)

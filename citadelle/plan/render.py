@@ -20,8 +20,8 @@ import yaml
 
 from citadelle import paths
 from citadelle.errors import CitadelleError
-from citadelle.offline import SECRET_MASK, Recording, is_secret
-from citadelle.plan import plan_environment
+from citadelle.plan.offline import SECRET_MASK, Recording, is_secret
+from citadelle.plan.plan import plan_environment
 
 CRD_DIR = "0-crd"
 MANIFEST_DIR = "1-manifest"

@@ -1,5 +1,5 @@
 """The findings model shared by every checker (policy gate, sovereignty scan, cloud audit) and
-its writers (``citadelle.sarif``, ``citadelle.junit``).
+its writers (``citadelle.evidence.sarif``, ``citadelle.evidence.junit``).
 
 A ``Rule`` is a control with its requirement ids; a ``Finding`` is one violation of a rule on one
 subject (a resource, a file line, a cloud object); a ``Check`` is one rule applied to one subject,

@@ -1,0 +1,1 @@
+"""Data and administration in the EU: state backend, endpoint scan, secret scan."""
