@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from citadelle import paths
-from citadelle.environment import Environment
+from citadelle.environment import Environment, env_command
 from citadelle.environment.outputs import ROLES, ServerOutput, StackOutputs
 from citadelle.environment.projections import host_levels, role_vars
 from citadelle.environment.settings import Settings
@@ -326,9 +326,9 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "inventory", help="Ansible inventory from the stack outputs and the environment's config")
-    parser.add_argument("env", help="environment (stack): dev, mirror or prod")
+    parser = env_command(
+        subparsers, "inventory",
+        "Ansible inventory from the stack outputs and the environment's config")
     add_target_options(parser)
     parser.add_argument("--out", metavar="FILE",
                         help="inventory path (default: runs/ENV/inventory.yml)")

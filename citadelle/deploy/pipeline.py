@@ -28,7 +28,7 @@ from typing import Any
 from citadelle import paths
 from citadelle.deploy.inventory import write_inventory
 from citadelle.deploy.verify import run_checks
-from citadelle.environment import Environment
+from citadelle.environment import Environment, env_command
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import TARGETS, Target, make_target, read_json
 from citadelle.errors import CitadelleError
@@ -238,11 +238,11 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "deploy", help="gate, pulumi up, inventory, hardening, checks and evidence report",
+    parser = env_command(
+        subparsers, "deploy",
+        "gate, pulumi up, inventory, hardening, checks and evidence report",
         description="The deploy pipeline: " + " -> ".join(STEPS) + ". Each run's logs and "
         "artefacts land in runs/<UTC time>-ENV/; the pipeline stops at the first failing step.")
-    parser.add_argument("env", help="environment: dev, mirror or prod")
     parser.add_argument("--target", choices=sorted(TARGETS), default="cloud",
                         help="cloud: pulumi up on the environment's OpenStack (needs the "
                         "Pulumi CLI); lab: local VM clones instead (default: %(default)s)")

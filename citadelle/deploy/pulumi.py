@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle import paths
-from citadelle.environment import Environment
+from citadelle.environment import Environment, env_command
 from citadelle.environment.projections import policy_config
 from citadelle.errors import CitadelleError
 from citadelle.sovereignty.backend import pulumi_environment
@@ -67,12 +67,11 @@ def _pulumi(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    pulumi = subparsers.add_parser(
-        "pulumi",
-        help="run a pulumi command for an environment on its sovereign backend, quietly",
+    pulumi = env_command(
+        subparsers, "pulumi",
+        "run a pulumi command for an environment on its sovereign backend, quietly",
     )
     pulumi.add_argument("--project", default=str(paths.PROJECT_FILE), help=argparse.SUPPRESS)
-    pulumi.add_argument("env", help="environment (stack): dev, mirror or prod")
     pulumi.add_argument("pulumi_args", nargs=argparse.REMAINDER,
                         help="the pulumi command and its options, after --")
     pulumi.set_defaults(func=_pulumi)

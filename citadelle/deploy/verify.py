@@ -22,6 +22,7 @@ from pathlib import Path
 from citadelle import paths
 from citadelle.deploy.inventory import host_vars, load_inventory
 from citadelle.deploy.waivers import default_files, load_waivers
+from citadelle.environment import env_command
 from citadelle.errors import CitadelleError
 
 CHECKS_DIR = paths.REPO_ROOT / "checks"
@@ -186,11 +187,11 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "verify", help="run the post-deploy SecNumCloud/BP-028 checks against an inventory",
+    parser = env_command(
+        subparsers, "verify",
+        "run the post-deploy SecNumCloud/BP-028 checks against an inventory",
         description="Run the testinfra checks of checks/ over SSH against the hosts of an "
         "inventory written by `citadelle inventory`; waivers from waivers/ENV.yaml.")
-    parser.add_argument("env", help="environment: dev, mirror or prod")
     parser.add_argument("--inventory", metavar="FILE",
                         help="inventory (default: runs/ENV/inventory.yml)")
     parser.add_argument("--out", metavar="DIR",

@@ -11,6 +11,7 @@ The projections every stage needs live here once: the allow-list with its one ho
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,3 +67,12 @@ class Environment:
         if self.target is None:
             raise CitadelleError(f"{self.name}: no deployment target chosen (--target)")
         return self.target.outputs(self)
+
+
+def env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                help_text: str, **options: object) -> argparse.ArgumentParser:
+    """``citadelle NAME ENV ...``: a command about one environment, its first argument."""
+    options.setdefault("description", help_text)
+    parser = subparsers.add_parser(name, help=help_text, **options)  # type: ignore[arg-type]
+    parser.add_argument("env", help="environment (stack): dev, mirror or prod")
+    return parser

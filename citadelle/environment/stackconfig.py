@@ -33,7 +33,8 @@ def offline_placeholder(key: str) -> str:
     return f"[offline placeholder for secure value {key}]"
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML (or JSON) file holding a mapping; one line naming the file on any problem."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -60,7 +61,7 @@ def _wire(value: Any) -> str:
 
 
 def available_stacks(project_file: Path) -> list[str]:
-    project = _load_yaml(project_file)
+    project = load_yaml(project_file)
     config_dir = project_file.parent / str(project.get("stackConfigDir", "."))
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
 
@@ -69,7 +70,7 @@ def load_stack_config(
     project_file: Path, stack: str, stack_file: Path | None = None
 ) -> StackConfig:
     """Merge project defaults and the stack file into the engine's flat config map."""
-    project = _load_yaml(project_file)
+    project = load_yaml(project_file)
     name = project.get("name")
     if not isinstance(name, str):
         raise CitadelleError(f"{project_file}: missing project name")
@@ -94,7 +95,7 @@ def load_stack_config(
             continue  # a schema without default: the stack must set it
         else:
             values[full] = _wire(entry)
-    stack_data = _load_yaml(stack_file)
+    stack_data = load_yaml(stack_file)
     stack_config = stack_data.get("config") or {}
     if not isinstance(stack_config, dict):
         raise CitadelleError(f"{stack_file}: 'config' must be a mapping")

@@ -1,9 +1,10 @@
 """The findings model shared by every checker (policy gate, sovereignty scan, cloud audit) and
-its writers (``citadelle.evidence.sarif``, ``citadelle.evidence.junit``).
+its one SARIF writer and one JUnit writer (``citadelle.evidence.sarif``, ``.junit``).
 
 A ``Rule`` is a control with its requirement ids; a ``Finding`` is one violation of a rule on one
 subject (a resource, a file line, a cloud object); a ``Check`` is one rule applied to one subject,
-with the findings it produced, so that passing checks are reported too.
+with the findings it produced, so that passing checks are reported too, and checks that could
+not run are reported as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Check:
     subject_type: str = ""
     uri: str = ""
     findings: list[Finding] = field(default_factory=list)
+    skipped: str = ""  # why the check could not run; empty when it ran
+    notes: list[str] = field(default_factory=list)  # what it saw, for the record
 
     @property
     def failed(self) -> bool:

@@ -17,10 +17,11 @@ def to_junit(suite: str, rules: Sequence[Rule], checks: Sequence[Check],
              time_s: float = 0.0) -> ET.ElementTree:
     by_id = {rule.id: rule for rule in rules}
     failures = sum(1 for c in checks if c.failed)
+    skipped = sum(1 for c in checks if c.skipped and not c.failed)
     root = ET.Element("testsuites", name=suite, tests=str(len(checks)),
                       failures=str(failures), errors="0", time=f"{time_s:.3f}")
     element = ET.SubElement(root, "testsuite", name=suite, tests=str(len(checks)),
-                            failures=str(failures), errors="0", skipped="0",
+                            failures=str(failures), errors="0", skipped=str(skipped),
                             time=f"{time_s:.3f}")
     for check in checks:
         rule = by_id.get(check.rule_id)
@@ -39,10 +40,12 @@ def to_junit(suite: str, rules: Sequence[Rule], checks: Sequence[Check],
             failure.text = "\n".join(f.message for f in blocking) + (
                 f"\nRemediation: {rule.remediation}" if rule is not None and rule.remediation
                 else "")
-        advisory = [f for f in check.findings if not f.blocking]
-        if advisory:
-            ET.SubElement(case, "system-out").text = "\n".join(
-                f"advisory: {f.message}" for f in advisory)
+        elif check.skipped:
+            ET.SubElement(case, "skipped", message=check.skipped[:200])
+        out = [f"advisory: {f.message}" for f in check.findings if not f.blocking]
+        out += check.notes
+        if out:
+            ET.SubElement(case, "system-out").text = "\n".join(out)
     ET.indent(root)
     return ET.ElementTree(root)
 

@@ -43,7 +43,7 @@ from citadelle.deploy.waivers import (
     load_waivers,
     snc_reference,
 )
-from citadelle.environment import Environment
+from citadelle.environment import Environment, env_command
 from citadelle.environment.outputs import ROLES, StackOutputs
 from citadelle.environment.projections import host_levels
 from citadelle.environment.targets import Access
@@ -528,12 +528,12 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "report", help="compliance evidence for auditors (HTML and Markdown)",
+    parser = env_command(
+        subparsers, "report",
+        "compliance evidence for auditors (HTML and Markdown)",
         description="Map each automatable SecNumCloud 3.2 requirement and each BP-028 "
         "recommendation at the environment's level to its policies, role tasks and checks, "
         "with the latest gate and check results and the waivers.")
-    parser.add_argument("env", help="environment: dev, mirror or prod")
     parser.add_argument("--run", metavar="DIR",
                         help="deploy run folder with the results (default: the latest)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the run folder)")

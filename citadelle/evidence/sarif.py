@@ -41,7 +41,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
     return entry
 
 
-def _result(finding: Finding, index: int) -> dict[str, Any]:
+def _result(finding: Finding, index: int, rule: Rule) -> dict[str, Any]:
     location: dict[str, Any] = {
         "logicalLocations": [{
             "name": finding.subject,
@@ -61,8 +61,10 @@ def _result(finding: Finding, index: int) -> dict[str, Any]:
         "message": {"text": finding.message},
         "locations": [location],
     }
+    properties: dict[str, Any] = {"snc": list(rule.snc), "bp028": list(rule.bp028)}
     if finding.subject_type and finding.subject_type != "file":
-        result["properties"] = {"resourceType": finding.subject_type}
+        properties["resourceType"] = finding.subject_type
+    result["properties"] = properties
     return result
 
 
@@ -77,7 +79,8 @@ def to_sarif(
     driver: dict[str, Any] = {"name": tool, "version": version, "rules": [_rule(r) for r in rules]}
     if information_uri:
         driver["informationUri"] = information_uri
-    results = [_result(f, index[f.rule_id]) for f in findings if f.rule_id in index]
+    results = [_result(f, index[f.rule_id], rules[index[f.rule_id]]) for f in findings
+               if f.rule_id in index]
     return {
         "$schema": SCHEMA_URI,
         "version": "2.1.0",

@@ -28,8 +28,8 @@ import yaml
 
 from citadelle import paths
 from citadelle.deploy.pulumi import run_pulumi, write_policy_config
-from citadelle.environment import Environment, projections
-from citadelle.environment.stackconfig import load_stack_config
+from citadelle.environment import Environment, env_command, projections
+from citadelle.environment.stackconfig import load_stack_config, load_yaml
 from citadelle.errors import CitadelleError
 from citadelle.evidence.findings import Check, Finding, Rule
 from citadelle.evidence.junit import to_junit, write_junit
@@ -46,15 +46,8 @@ STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 def load_policy_config(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CitadelleError(f"{path}: policy config file not found") from None
-    except yaml.YAMLError as err:
-        raise CitadelleError(f"{path}: malformed policy config: {err}") from None
-    if not isinstance(data, dict):
-        raise CitadelleError(f"{path}: a policy config maps policy names to their settings")
-    return data
+    """A policy-pack config file (JSON or YAML): policy names to their settings."""
+    return load_yaml(path)
 
 
 # --------------------------------------------------------------------------- engine shapes
@@ -439,10 +432,8 @@ def register(subparsers: Any) -> None:
                       help="offline (default) or the real CLI's `pulumi preview --policy-pack`")
     gate.set_defaults(func=_handle_gate)
 
-    config = subparsers.add_parser(
-        "policy-config",
-        help="write the policy-pack config of an environment (for pulumi --policy-pack-config)",
-    )
-    config.add_argument("env", help="environment (stack): dev, mirror or prod")
+    config = env_command(
+        subparsers, "policy-config",
+        "write the policy-pack config of an environment (for pulumi --policy-pack-config)")
     config.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     config.set_defaults(func=_handle_policy_config)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle import paths
+from citadelle.environment import env_command
 from citadelle.environment.stackconfig import StackConfig, load_stack_config
 from citadelle.plan.offline import RecordedResource, Recording, record_program
 
@@ -129,10 +130,8 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "plan",
-        help="declare an environment offline and print its resources by component and tier",
-    )
-    parser.add_argument("env", help="environment (stack): dev, mirror or prod")
+    parser = env_command(
+        subparsers, "plan",
+        "declare an environment offline and print its resources by component and tier")
     parser.add_argument("--json", metavar="FILE", help="write the recorded graph as JSON")
     parser.set_defaults(func=_handle)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from citadelle import paths
+from citadelle.environment import env_command
 from citadelle.errors import CitadelleError
 from citadelle.plan.offline import SECRET_MASK, Recording, is_secret
 from citadelle.plan.plan import plan_environment
@@ -124,11 +125,9 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "render",
-        help="write every Kubernetes object an environment declares as YAML manifests",
-    )
-    parser.add_argument("env", help="environment (stack): dev, mirror or prod")
+    parser = env_command(
+        subparsers, "render",
+        "write every Kubernetes object an environment declares as YAML manifests")
     parser.add_argument(
         "--out", metavar="DIR", help="output directory (default: runs/render/ENV)"
     )

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from citadelle import paths
-from citadelle.environment import Environment
+from citadelle.environment import Environment, env_command
 from citadelle.environment.settings import Settings, endpoint_host
 from citadelle.environment.toolchain import (
     NEVER_PASSED,
@@ -319,12 +319,10 @@ def _backend(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    backend = subparsers.add_parser(
-        "backend",
-        help="show the state backend and secrets provider an environment uses, and whether "
-        "they are allowed",
-    )
-    backend.add_argument("env", help="environment (stack): dev, mirror or prod")
+    backend = env_command(
+        subparsers, "backend",
+        "show the state backend and secrets provider an environment uses, and whether "
+        "they are allowed")
     backend.add_argument("--json", action="store_true", help="print the decision as JSON")
     backend.add_argument("--export", action="store_true",
                          help="print shell exports for a plain `pulumi -s ENV` (eval them); "

@@ -37,7 +37,7 @@ import yaml
 
 from citadelle import __version__, paths
 from citadelle.deploy.inventory import inventory_mapping
-from citadelle.environment import Environment
+from citadelle.environment import Environment, env_command
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.settings import endpoint_host
 from citadelle.environment.stackconfig import StackConfig
@@ -47,6 +47,7 @@ from citadelle.evidence import sarif
 from citadelle.evidence.findings import Finding, Rule
 from citadelle.plan.offline import Recording
 from citadelle.plan.plan import plan_stack
+from citadelle.sovereignty import walk
 from citadelle.sovereignty.backend import decide_backend
 
 STATUSES = ("denied", "allowed", "platform", "ingress-source", "public-entry", "private")
@@ -390,18 +391,6 @@ def candidates(value: str, key: str, image: bool = False, urls_only: bool = Fals
     fqdn = _FQDN.match(stripped.lower())
     if fqdn and _HOST_KEY.search(key.split("[", 1)[0]) and fqdn.group("tld") not in _FILE_SUFFIXES:
         yield Candidate(stripped, fqdn.group("host"), "host", kind)
-
-
-def walk(data: Any, path: str = "", key: str = "") -> Iterator[tuple[str, str, str]]:
-    """(path, key, string) for every string leaf; ``key`` is the nearest mapping key."""
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from walk(v, f"{path}.{k}" if path else str(k), str(k))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from walk(v, f"{path}[{i}]", key)
-    elif isinstance(data, str):
-        yield path, key, data
 
 
 class Scanner:
@@ -787,12 +776,10 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "sovereignty",
-        help="list every outside endpoint an environment uses and check it against the "
-        "allow-list",
-    )
-    parser.add_argument("env", help="environment (stack): dev, mirror or prod")
+    parser = env_command(
+        subparsers, "sovereignty",
+        "list every outside endpoint an environment uses and check it against the "
+        "allow-list")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--sarif", metavar="FILE", help="write denied uses as SARIF 2.1.0")
     parser.add_argument("--denied-only", action="store_true",

@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from citadelle import paths
 from citadelle.errors import CitadelleError
 from citadelle.plan.plan import plan_environment
+from citadelle.sovereignty import walk
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def scan_text(text: str, where: str, code: bool = False) -> list[SecretFinding]:
 def scan_data(data: Any, where: str) -> list[SecretFinding]:
     """Findings in structured data (a recorded plan, a state export): keys name the values."""
     findings: list[SecretFinding] = []
-    for path, key, value in _walk(data, ""):
+    for path, key, value in walk(data, ""):
         for rule in TOKEN_RULES:
             match = rule.pattern.search(value)
             if match:
@@ -198,17 +199,6 @@ def scan_data(data: Any, where: str) -> list[SecretFinding]:
         if rule_id:
             findings.append(SecretFinding(rule_id, f"{where}:{path}", f"{key} = {_redact(value)}"))
     return findings
-
-
-def _walk(data: Any, path: str, key: str = "") -> Iterator[tuple[str, str, str]]:
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from _walk(v, f"{path}.{k}" if path else str(k), str(k))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from _walk(v, f"{path}[{i}]", key)
-    elif isinstance(data, str):
-        yield path, key, data
 
 
 # --------------------------------------------------------------------------- sources
