@@ -151,6 +151,7 @@ class Provider(_Model):
     @field_validator("jurisdiction")
     @classmethod
     def _eu(cls, value: str) -> str:
+        """An EU member state (SecNumCloud 19.2/19.6)."""
         if value not in EU_MEMBER_STATES:
             raise ValueError(
                 f"{value!r} is not an EU member state; SecNumCloud 19.2/19.6 require an EU "
@@ -178,6 +179,7 @@ class Endpoint(_Model):
 
     @model_validator(mode="after")
     def _form(self) -> Endpoint:
+        """https:// for services carrying credentials or data; NTP and DNS bare hosts; mirrors http(s)."""
         # Services reached over HTTP carry credentials or data: TLS only (SecNumCloud 10.2).
         # NTP and DNS are bare hosts; mirrors may be http (apt checks the archive signature).
         scheme = urlsplit(self.url).scheme if "://" in self.url else ""
@@ -209,6 +211,7 @@ class Sovereignty(_Model):
 
     @model_validator(mode="after")
     def _endpoints_covered(self) -> Sovereignty:
+        """Unique provider and endpoint names; every endpoint's host inside its provider's domains or networks."""
         for what, names in (("provider", [p.name for p in self.providers]),
                             ("endpoint", [e.name for e in self.endpoints])):
             duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -261,6 +264,7 @@ class OpenStackSettings(_Model):
     @field_validator("auth_url")
     @classmethod
     def _https(cls, value: str) -> str:
+        """An https:// URL."""
         parsed = urlsplit(value)
         if parsed.scheme != "https" or not parsed.hostname:
             raise ValueError(
@@ -295,6 +299,7 @@ class NetworkSettings(_Model):
     @field_validator("tiers")
     @classmethod
     def _all_tiers(cls, value: dict[str, TierSettings]) -> dict[str, TierSettings]:
+        """Every tier (edge, app, data, admin, transfer), no two overlapping, the data tier without egress."""
         missing = [t for t in TIERS if t not in value]
         if missing:
             raise ValueError(f"missing tier(s) {missing}; every environment has {list(TIERS)}")
@@ -316,6 +321,7 @@ class NetworkSettings(_Model):
     @field_validator("admin_cidrs", "transfer_source_cidrs")
     @classmethod
     def _not_world(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each range /16 or narrower, never world-open."""
         for cidr in value:
             net = ipaddress.ip_network(cidr)
             if net.prefixlen < 16:
@@ -336,6 +342,7 @@ class SshKey(_Model):
     @field_validator("public_key")
     @classmethod
     def _public(cls, value: str) -> str:
+        """An OpenSSH public key (ed25519, ECDSA or RSA), never a private key."""
         parts = value.split()
         allowed = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa")
         if "PRIVATE KEY" in value:
@@ -379,6 +386,7 @@ class ComputeSettings(_Model):
     @field_validator("bastion")
     @classmethod
     def _bastion_count(cls, value: ServerSettings) -> ServerSettings:
+        """One or two bastions."""
         if value.count > 2:
             raise ValueError(f"bastion.count is {value.count}; allowed: 1 or 2")
         return value
@@ -386,6 +394,7 @@ class ComputeSettings(_Model):
     @field_validator("node_pools")
     @classmethod
     def _unique_pools(cls, value: tuple[NodePool, ...]) -> tuple[NodePool, ...]:
+        """Unique pool names."""
         names = [p.name for p in value]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -502,6 +511,7 @@ class KubernetesSettings(_Model):
     @field_validator("master_count")
     @classmethod
     def _odd(cls, value: int) -> int:
+        """An odd number (etcd quorum)."""
         if value % 2 == 0:
             raise ValueError(f"master_count {value} is even; etcd quorum needs 1, 3, 5 or 7")
         return value
@@ -509,6 +519,7 @@ class KubernetesSettings(_Model):
     @field_validator("version")
     @classmethod
     def _pinned(cls, value: str) -> str:
+        """A pinned version v1.X.Y."""
         if not re.fullmatch(r"v1\.\d+\.\d+", value):
             raise ValueError("not a pinned Kubernetes version; allowed: v1.<minor>.<patch>, "
                              "e.g. v1.31.4")
@@ -517,6 +528,7 @@ class KubernetesSettings(_Model):
     @field_validator("node_groups")
     @classmethod
     def _unique_groups(cls, value: tuple[NodeGroup, ...]) -> tuple[NodeGroup, ...]:
+        """Unique node group names."""
         names = [g.name for g in value]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -547,6 +559,7 @@ class Workspace(_Model):
     @field_validator("members_group")
     @classmethod
     def _group(cls, value: str) -> str:
+        """A non-empty directory group."""
         if not value.strip():
             raise ValueError(
                 "membersGroup is empty; name the directory group of the project's members"
@@ -578,6 +591,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        """The region, auth URL and required endpoint kinds are allow-listed for the environment."""
         env = self.environment
         names = {p.name for p in self.sovereignty.providers}
         if self.openstack.provider not in names:
@@ -614,6 +628,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _workspace_checks(self) -> Settings:
+        """Unique workspace ids."""
         ids = [w.id for w in self.workspaces]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -625,6 +640,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _kubernetes_checks(self) -> Settings:
+        """Kubernetes settings consistent with the mode (Magnum or an existing cluster) and the namespaces."""
         k8s = self.kubernetes
         registries = self.endpoint_hosts("container-registry")
         if k8s.registry not in registries:
@@ -661,6 +677,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _kubernetes_ranges(self) -> Settings:
+        """Pod, service and API ranges disjoint from the network tiers."""
         k8s = self.kubernetes
         taken = [("kubernetes.podCidr", k8s.pod_cidr), ("kubernetes.serviceCidr", k8s.service_cidr)]
         used = [(f"network.tiers.{t}", s.cidr) for t, s in self.network.tiers.items()]

@@ -197,3 +197,16 @@ def test_offline_tools_accept_a_secure_secret(tmp_path: Path) -> None:
 
     settings = Environment.load("dev", project_file=_project_copy(tmp_path, "dev", supply)).settings
     assert tuple(settings.keys.supplied) == ("backup",)
+
+
+def test_configuration_reference_is_generated_from_the_schema() -> None:
+    """docs/configuration.md lists every key of the schema and is what the generator writes."""
+    from citadelle.environment.reference import OUT, render, rows
+    from citadelle.environment.settings import Settings
+
+    text = OUT.read_text(encoding="utf-8")
+    assert text == render(), "run python -m citadelle.environment.reference"
+    keys = {key for key, *_ in rows(Settings, "")}
+    assert {"openstack.authUrl", "network.tiers.*.cidr", "workspaces[].expires",
+            "sovereignty.providers[].jurisdiction", "hardening.bastionLevel"} <= keys
+    assert all(f"`citadelle:{key}`" in text for key in keys)
