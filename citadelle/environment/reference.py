@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -48,23 +48,34 @@ on-call team's.
 """
 
 
+def _annotated(args: tuple[Any, ...]) -> str:
+    for meta in args[1:]:
+        func = getattr(meta, "func", None)
+        if func is not None and func.__name__ in _NAMED:
+            return _NAMED[func.__name__]
+    return _type(args[0])
+
+
+def _union(args: tuple[Any, ...]) -> str:
+    kinds = " or ".join(_type(a) for a in args if a is not type(None))
+    return kinds + (" (optional)" if type(None) in args else "")
+
+
+_RENDER: dict[Any, Callable[[tuple[Any, ...]], str]] = {
+    Annotated: _annotated,
+    Literal: lambda args: " \\| ".join(f"`{a}`" for a in args),
+    Union: _union,
+    types.UnionType: _union,
+    tuple: lambda args: f"list of {_type(args[0])}" if args else "list",
+    list: lambda args: f"list of {_type(args[0])}" if args else "list",
+    dict: lambda args: f"map of {_type(args[0])} to {_type(args[1])}",
+}
+
+
 def _type(annotation: Any) -> str:
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        for meta in args[1:]:
-            func = getattr(meta, "func", None)
-            if func is not None and func.__name__ in _NAMED:
-                return _NAMED[func.__name__]
-        return _type(args[0])
-    if origin is Literal:
-        return " \\| ".join(f"`{a}`" for a in args)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type(a) for a in args if a is not type(None)) + (
-            " (optional)" if type(None) in args else "")
-    if origin in (tuple, list):
-        return f"list of {_type(args[0])}" if args else "list"
-    if origin is dict:
-        return f"map of {_type(args[0])} to {_type(args[1])}"
+    origin = get_origin(annotation)
+    if origin in _RENDER:
+        return _RENDER[origin](get_args(annotation))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "object"
     return getattr(annotation, "__name__", str(annotation))

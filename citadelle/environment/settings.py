@@ -179,7 +179,7 @@ class Endpoint(_Model):
 
     @model_validator(mode="after")
     def _form(self) -> Endpoint:
-        """https:// for services carrying credentials or data; NTP and DNS bare hosts; mirrors http(s)."""
+        """https for credentials or data; NTP and DNS bare hosts; mirrors http(s)."""
         # Services reached over HTTP carry credentials or data: TLS only (SecNumCloud 10.2).
         # NTP and DNS are bare hosts; mirrors may be http (apt checks the archive signature).
         scheme = urlsplit(self.url).scheme if "://" in self.url else ""
@@ -211,7 +211,7 @@ class Sovereignty(_Model):
 
     @model_validator(mode="after")
     def _endpoints_covered(self) -> Sovereignty:
-        """Unique provider and endpoint names; every endpoint's host inside its provider's domains or networks."""
+        """Unique names; every endpoint's host inside its provider's domains or networks."""
         for what, names in (("provider", [p.name for p in self.providers]),
                             ("endpoint", [e.name for e in self.endpoints])):
             duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -299,7 +299,7 @@ class NetworkSettings(_Model):
     @field_validator("tiers")
     @classmethod
     def _all_tiers(cls, value: dict[str, TierSettings]) -> dict[str, TierSettings]:
-        """Every tier (edge, app, data, admin, transfer), no two overlapping, the data tier without egress."""
+        """Every tier, no two overlapping, the data tier without egress."""
         missing = [t for t in TIERS if t not in value]
         if missing:
             raise ValueError(f"missing tier(s) {missing}; every environment has {list(TIERS)}")
@@ -640,7 +640,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _kubernetes_checks(self) -> Settings:
-        """Kubernetes settings consistent with the mode (Magnum or an existing cluster) and the namespaces."""
+        """Kubernetes settings consistent with the mode (Magnum or existing) and namespaces."""
         k8s = self.kubernetes
         registries = self.endpoint_hosts("container-registry")
         if k8s.registry not in registries:
