@@ -76,6 +76,7 @@ def _devices(tree: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 @pytest.mark.snc("10.1")
+@pytest.mark.applies(when="citadelle_data_volume_gb")
 def test_data_volume_is_luks(target: Target, volume_gb: int) -> None:
     tree = json.loads(target.output("lsblk -J -b -o NAME,TYPE,FSTYPE,SIZE,MOUNTPOINT"))
     devices = list(_devices(tree["blockdevices"]))

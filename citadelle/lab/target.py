@@ -30,9 +30,14 @@ from citadelle.lab.outputs import Clone
 
 # Lab clones standing in for one server of each node role.
 LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
-# The tier and server group each node role's clone stands in for.
-ROLE_PLACEMENT = {"bastion": ("admin", "bastion"), "gateway": ("transfer", "gateway"),
-                  "node": ("app", "node")}
+
+
+def placement(env: Environment, role: str) -> tuple[str, str]:
+    """(tier, server group) a clone of ``role`` stands in for: a node is the first app pool."""
+    if role == "node":
+        pool = next(p for p in env.settings.compute.node_pools if p.tier == "app")
+        return pool.tier, pool.name
+    return ("admin", "bastion") if role == "bastion" else ("transfer", "gateway")
 
 
 def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: str) \
@@ -40,7 +45,7 @@ def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: s
     """The stack outputs of ``env`` as the lab's clones realise them."""
     servers = {}
     for clone in sorted(clones, key=lambda c: c.name):
-        tier, pool = ROLE_PLACEMENT[clone.role]
+        tier, pool = placement(env, clone.role)
         servers[clone.name] = {
             "role": clone.role, "privateIp": clone.private_ip, "sshHost": "127.0.0.1",
             "sshPort": clone.port, "hostKeyEd25519": clone.host_key_ed25519,

@@ -10,20 +10,16 @@ then run on a fresh, unhardened clone and must fail with the expected requiremen
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from citadelle.deploy.inventory import host_vars, load_inventory, write_inventory
+from citadelle.deploy.inventory import host_vars, load_inventory
 from citadelle.deploy.verify import CheckRun, run_checks
 from citadelle.deploy.waivers import default_files
-from citadelle.environment import Environment
 from citadelle.evidence.report import build_report, save_report
-from citadelle.lab import Clone, LabInventory
-from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
-from citadelle.lab.target import LabTarget, lab_harden_vars, lab_outputs
+from citadelle.lab import LabInventory
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
@@ -34,37 +30,28 @@ EXPECTED_FAILING = {"13.2", "R80", "12.6", "R73", "12.7", "R71", "10.2", "9.6", 
                     "R12", "R28", "R31", "12.8"}
 
 
-def _inventory(clones: Sequence[Clone], out: Path) -> Path:
-    """The lab target's outputs for exactly these clones, then `citadelle inventory dev`."""
-    target = LabTarget()
-    env = Environment.load("dev", target)
-    outputs = lab_outputs(env, tuple(clones), DEFAULT_ADMIN_USER, DEFAULT_ADMIN_GROUP)
-    # The endpoints `citadelle lab harden` applied (the platform's are unreachable from here).
-    return write_inventory(env, outputs, target.access(env), out / "inventory.yml",
-                           target="lab", source="the clones under test",
-                           extra_vars=lab_harden_vars()).inventory
-
-
 @pytest.fixture(scope="module")
-def hardened_run(hardened_lab: LabInventory,
+def hardened_run(hardened_lab: LabInventory, lab_inventory: Any,
                  tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
     out = tmp_path_factory.mktemp("hardened")
-    inventory = _inventory(hardened_lab.clones, out)
+    inventory = lab_inventory(hardened_lab.clones, out)
     return run_checks("dev", inventory, out, waiver_files=default_files("dev", "lab"),
                       stream=False)
 
 
 @pytest.fixture(scope="module")
-def unhardened_run(module_lab_clones: Any, tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
+def unhardened_run(module_lab_clones: Any, lab_inventory: Any,
+                   tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
     # A fresh clone restored from the golden snapshot: seconds, no converge.
     pristine = module_lab_clones({"pristine": "node"}).clone("pristine")
     out = tmp_path_factory.mktemp("unhardened")
-    return run_checks("dev", _inventory([pristine], out), out,
+    return run_checks("dev", lab_inventory([pristine], out), out,
                       waiver_files=default_files("dev", "lab"), stream=False)
 
 
-def test_inventory_from_outputs_reaches_every_clone(hardened_lab: LabInventory, tmp_path: Path):
-    inventory = _inventory(hardened_lab.clones, tmp_path)
+def test_inventory_from_outputs_reaches_every_clone(hardened_lab: LabInventory, lab_inventory: Any,
+                                                    tmp_path: Path):
+    inventory = lab_inventory(hardened_lab.clones, tmp_path)
     hosts = host_vars(load_inventory(inventory))
     ssh_config = inventory.with_name("ssh_config").read_text()
     for clone in hardened_lab.clones:

@@ -77,7 +77,8 @@ def test_bad_waiver_is_refused(entry: dict[str, Any], message: str):
 @pytest.fixture
 def short_retention_inventory(tmp_path: Path) -> Path:
     # One month of journal: below SecNumCloud 12.6's six months, so the retention check fails.
-    files = write_inventory(Environment.load("dev"), synthetic_outputs("dev"), Access(),
+    env = Environment.load("dev")
+    files = write_inventory(env, synthetic_outputs(env), Access(),
                             tmp_path / "inv" / "inventory.yml", target="cloud", source="test",
                             extra_vars={"bp028_audit_journald_max_retention": "1month"})
     return files.inventory
