@@ -33,10 +33,12 @@ from citadelle.environment import Environment
 from citadelle.lab import Clone, Lab, LabInventory
 from citadelle.lab.collector import Collector
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
-from citadelle.lab.target import LabTarget, lab_harden_vars, lab_outputs
+from citadelle.lab.target import LAB_CLONES, LabTarget, lab_outputs
 from citadelle.paths import LAB_DIR
 
-HARDENED_CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
+# The names the lab target gives its clones, so `citadelle deploy dev --target lab` run on the
+# session's lab run folder finds them up and hardened (tests/pipeline/test_main_command.py).
+HARDENED_CLONES = LAB_CLONES
 
 
 class CloneFactory:
@@ -95,14 +97,12 @@ def log_collector() -> Iterator[Collector]:
 
 def environment_inventory(clones: Sequence[Clone], out: Path) -> Path:
     """`citadelle inventory dev --target lab` for exactly these clones: what deploy converges
-    and verifies, with the endpoints `citadelle lab harden` applies (the platform's are
-    unreachable from the lab)."""
+    and verifies."""
     target = LabTarget()
     env = Environment.load("dev", target)
     outputs = lab_outputs(env, tuple(clones), DEFAULT_ADMIN_USER, DEFAULT_ADMIN_GROUP)
     return write_inventory(env, outputs, target.access(env), out / "inventory.yml",
-                           target="lab", source="the clones under test",
-                           extra_vars=lab_harden_vars()).inventory
+                           target="lab", source="the clones under test").inventory
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +54,12 @@ class Target(Protocol):
 
     def prepare(self, env: Environment) -> list[str]:
         """Start what the target serves its hosts; lines saying what was started."""
+        ...
+
+    def baseline(self, env: Environment, out: Path) -> AbstractContextManager[Path | None]:
+        """An inventory of one unhardened host of the platform's image, for the time of the
+        context: the checks that pass there prove nothing of the roles. None if the target
+        has none to offer."""
         ...
 
 
@@ -143,6 +150,10 @@ class CloudTarget:
 
     def prepare(self, env: Environment) -> list[str]:
         return []
+
+    def baseline(self, env: Environment, out: Path) -> AbstractContextManager[Path | None]:
+        # A deployed environment has no pristine host to spare: reports say so.
+        return nullcontext(None)
 
 
 # Every target by name, imported on use: only the lab's own commands import the lab.

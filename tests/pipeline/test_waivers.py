@@ -99,14 +99,15 @@ def test_valid_waiver_reports_the_failing_check_as_waived(tmp_path, short_retent
     run = _run(tmp_path, short_retention_inventory, [_entry()])
     assert _by_host(run) == {"citadelle-dev-bastion-1": "failed",
                              "citadelle-dev-gateway-1": "failed",
-                             "citadelle-dev-node-1": "waived"}
+                             "citadelle-dev-datastore-1": "waived",
+                             "citadelle-dev-workers-1": "waived"}
     waived = next(r for r in run.results if r.outcome == "waived")
     assert waived.message.startswith("waived: 12.6 on node until 2027-01-31 (owner "
                                      "platform-team): Short retention")
     assert run.failed_requirements() == ["12.6"]
     # Visible as such in the JUnit file itself.
     cases = ET.parse(run.junit).getroot().iter("testcase")
-    skipped = [c.find("skipped") for c in cases if "node-1" in c.get("name", "")
+    skipped = [c.find("skipped") for c in cases if "workers-1" in c.get("name", "")
                and RETENTION_CHECK in c.get("name", "")]
     assert [s.get("type") for s in skipped if s is not None] == ["pytest.xfail"]
     current = [r for r in run.results if r.check == "test_waiver_is_current"]
