@@ -133,12 +133,24 @@ class CloudTarget:
                 "--from-step inventory --outputs FILE`", exit_code=2) from None
         # The engine runs the same policy pack as the offline gate, with the same config.
         policy_args = pack_arguments(env, ["up"], log.with_name("policy-config.json"))[1:]
-        with log.open("w", encoding="utf-8") as handle:
-            stack = automation.select_stack(
-                stack_name=env.name, work_dir=str(env.project_file.parent),
-                opts=automation.LocalWorkspaceOptions(env_vars=environment))
-            result = stack.up(on_output=lambda line: handle.write(line + "\n"),
-                              policy_packs=[policy_args[1]], policy_pack_configs=[policy_args[3]])
+        try:
+            with log.open("w", encoding="utf-8") as handle:
+                stack = automation.select_stack(
+                    stack_name=env.name, work_dir=str(env.project_file.parent),
+                    opts=automation.LocalWorkspaceOptions(env_vars=environment))
+                result = stack.up(on_output=lambda line: handle.write(line + "\n"),
+                                  policy_packs=[policy_args[1]],
+                                  policy_pack_configs=[policy_args[3]])
+        except automation.errors.CommandError as err:
+            # The engine's own words (a policy violation, a refused credential...), one line.
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            last = next((line for line in reversed(lines) if "error" in line.lower()),
+                        lines[-1] if lines else "no output").removeprefix("stderr: ")
+            raise CitadelleError(f"pulumi up -s {env.name} failed: {last} (see {log})",
+                                 exit_code=1) from None
+        except json.JSONDecodeError as err:
+            raise CitadelleError(f"pulumi up -s {env.name}: the engine's answer is not JSON "
+                                 f"({err.msg}); is the CLI on PATH the Pulumi CLI?") from None
         outputs = StackOutputs.parse(
             {key: value.value for key, value in result.outputs.items()}).for_environment(env.name)
         summary = result.summary.resource_changes or {}
