@@ -55,6 +55,7 @@ from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.projections import host_levels
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
+from citadelle.plan.analyzer import PolicyAnalyzer, PolicyInfo
 
 LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")
 # The same checks run on one unhardened clone: what passes there proves nothing of the roles.
@@ -63,15 +64,6 @@ _TASK_IDS = re.compile(r"^((?:R\d+)(?:\s*,\s*R\d+)*)\s*\|")
 
 
 # --------------------------------------------------------------------------- controls
-
-
-@dataclass(frozen=True)
-class PolicyControl:
-    name: str
-    description: str
-    enforcement: str
-    snc: tuple[str, ...]
-    bp028: tuple[str, ...]
 
 
 STATUSES: tuple[str, ...] = ("failed", "waived", "partially met", "met", "not applicable",
@@ -169,34 +161,11 @@ class Evidence:
         return next(((status, why) for holds, status, why in table if holds), ("met", ""))
 
 
-def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyControl]:
-    """The pack's policies and their requirement ids (its metadata, as the engine sees it)."""
-    table = pack_dir / "metadata.yaml"
-    if table.is_file():
-        rows = yaml.safe_load(table.read_text(encoding="utf-8")) or []
-        return [PolicyControl(str(r["name"]), str(r.get("description", "")),
-                              str(r.get("enforcement", "mandatory")),
-                              tuple(map(str, r.get("snc") or [])),
-                              tuple(map(str, r.get("bp028") or []))) for r in rows]
-    # No metadata table: ask the pack itself (importing it has no side effect).
-    sys.path.insert(0, str(pack_dir))
-    try:
-        from citadelle_policies import all_policies  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
-
-        policies = all_policies()
-    finally:
-        sys.path.remove(str(pack_dir))
-    result = []
-    for policy in policies:
-        tags = list(policy.tags or [])
-        result.append(PolicyControl(
-            name=policy.name, description=str(policy.description),
-            # The pack sets a level on every policy; the engine's default is mandatory.
-            enforcement=str(policy.enforcement_level.value
-                            if policy.enforcement_level else "mandatory").lower(),
-            snc=tuple(t.removeprefix("snc:") for t in tags if t.startswith("snc:")),
-            bp028=tuple(t.removeprefix("bp028:") for t in tags if t.startswith("bp028:"))))
-    return result
+def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyInfo]:
+    """The pack's policies and their requirement ids, as the engine sees them: asked of the
+    pack running out of process (GetAnalyzerInfo), exactly as the gate does."""
+    with PolicyAnalyzer(pack_dir) as analyzer:
+        return list(analyzer.info)
 
 
 def role_tasks(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
@@ -392,7 +361,7 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
             name, per_host, base.get(name, ""), list(dict.fromkeys(waived_by.get(name, [])))))
 
 
-def collect_evidence(policies: Sequence[PolicyControl], gate: Mapping[str, str],
+def collect_evidence(policies: Sequence[PolicyInfo], gate: Mapping[str, str],
                      catalogue: Sequence[Mapping[str, Any]], results: Sequence[CaseResult],
                      waivers: Sequence[Waiver], *, baseline: Sequence[CaseResult] = (),
                      partial: Mapping[str, Sequence[str]] | None = None) \
@@ -424,7 +393,7 @@ def collect_evidence(policies: Sequence[PolicyControl], gate: Mapping[str, str],
 
 
 def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] | None = None,
-                 policies: list[PolicyControl] | None = None) -> Report:
+                 policies: list[PolicyInfo] | None = None) -> Report:
     environment = Environment.load(env)
     sections = snc_reference()
     run_info = json.loads((run / "run.json").read_text()) if run and (run / "run.json").is_file() \
