@@ -33,6 +33,7 @@ from citadelle.environment import Environment
 from citadelle.lab import Clone, Lab, LabInventory
 from citadelle.lab.collector import Collector
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
+from citadelle.lab.ntp import TimeServer
 from citadelle.lab.target import LAB_CLONES, LabTarget, lab_outputs
 from citadelle.paths import LAB_DIR
 
@@ -86,6 +87,16 @@ def module_lab_clones(lab: Lab) -> Iterator[CloneFactory]:
 
 
 @pytest.fixture(scope="session")
+def lab_time_server() -> Iterator[TimeServer]:
+    server = TimeServer(LAB_DIR)
+    started_here = server.pid() is None
+    server.start()
+    yield server
+    if started_here:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def log_collector() -> Iterator[Collector]:
     collector = Collector(LAB_DIR)
     started_here = not collector.running()
@@ -122,7 +133,8 @@ class HardenedLab:
 
 @pytest.fixture(scope="session")
 def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
-                      log_collector: Collector) -> Iterator[HardenedLab]:
+                      log_collector: Collector,
+                      lab_time_server: TimeServer) -> Iterator[HardenedLab]:
     # A run directory of its own: the lab tests' inventories and outputs never see these clones.
     hardened = Lab(root=LAB_DIR, run_dir=tmp_path_factory.mktemp("hardened-lab"))
     factory = CloneFactory(hardened)

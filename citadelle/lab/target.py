@@ -23,11 +23,12 @@ from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.lab import collector
+from citadelle.lab import collector, ntp
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.credentials import ensure_credentials
 from citadelle.lab.image import host_mirrors
+from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
 
 # Lab clones standing in for one server of each node role, and the unhardened one.
@@ -63,8 +64,9 @@ def lab_role_vars(root: Path = paths.LAB_DIR) -> dict[str, Any]:
 
     The user-mode gateway 10.0.2.2 is where forwarded SSH comes from and how a clone reaches
     the host, hence the lab's log collector (mutual TLS with the identity the lab PKI issued to
-    the clone) and its time source; APT stays on the host's Debian mirror. The localisation
-    checks report these differences from the allow-list (waived in waivers/lab.yaml).
+    the clone) and its NTP server (``citadelle.lab.ntp``); APT stays on the host's Debian
+    mirror. The localisation checks report these differences from the allow-list (waived in
+    waivers/lab.yaml).
     """
     mirror, security_mirror = host_mirrors()
     return {
@@ -138,6 +140,9 @@ class LabTarget:
             lab.down([BASELINE_CLONE])
 
     def prepare_lines(self) -> list[str]:
+        """Start the lab's log collector and NTP server, the clones' endpoints on 10.0.2.2."""
         pids = Collector(self.root).start()
+        time_pid = TimeServer(self.root).start()
         return [f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
-                f"{', '.join(map(str, pids.values()))})"]
+                f"{', '.join(map(str, pids.values()))})",
+                f"lab NTP server on 127.0.0.1:{ntp.PORT} (PID {time_pid})"]
