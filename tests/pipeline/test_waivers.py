@@ -72,15 +72,18 @@ def test_bad_waiver_is_refused(entry: dict[str, Any], message: str):
     assert err.value.message == message
 
 
-# -- through the checks runner (checks that need no host: vars and waivers only) ---------------
+# -- through the checks runner (hosts that refuse SSH at once: every check fails fast) ---------
 
 @pytest.fixture
 def short_retention_inventory(tmp_path: Path) -> Path:
-    # One month of journal: below SecNumCloud 12.6's six months, so the retention check fails.
+    # The hosts answer nothing (port 1 of loopback refuses at once), so the retention check,
+    # which reads journald's effective settings on the host, fails on every one of them.
     env = Environment.load("dev")
-    files = write_inventory(env, synthetic_outputs(env), Access(),
-                            tmp_path / "inv" / "inventory.yml", target="cloud", source="test",
-                            extra_vars={"bp028_audit_journald_max_retention": "1month"})
+    outputs = synthetic_outputs(env)
+    closed = {name: server.model_copy(update={"ssh_host": "127.0.0.1", "ssh_port": 1})
+              for name, server in outputs.servers.items()}
+    files = write_inventory(env, outputs.model_copy(update={"servers": closed}), Access(),
+                            tmp_path / "inv" / "inventory.yml", target="cloud", source="test")
     return files.inventory
 
 
