@@ -94,16 +94,22 @@ def test_self_contained_without_script(rendered):
         assert forbidden not in text
 
 
-def test_screenshot_is_kept_as_an_artefact(rendered, tmp_path: Path):
-    _, html_path = rendered
+def screenshot(html_path: Path, tmp_path: Path, name: str, height: int) -> bytes:
+    """A PNG of the page, ``height`` pixels tall, kept in artifacts/ for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report-dev.png"
+    shot = ARTIFACTS / name
     shot.unlink(missing_ok=True)
-    proc = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2400",
+    proc = chromium(tmp_path, f"--screenshot={shot}", f"--window-size=1400,{height}",
                     html_path.as_uri())
     assert proc.returncode == 0, proc.stderr[-500:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return data
+
+
+def test_screenshot_is_kept_as_an_artefact(rendered, tmp_path: Path):
+    _, html_path = rendered
+    data = screenshot(html_path, tmp_path, "report-dev.png", 2400)
     assert len(data) > 20_000  # a rendered page, not a blank canvas
 
 
@@ -145,13 +151,6 @@ def test_rows_carry_status_colour_and_evidence_layers(rendered, tmp_path: Path):
 
 def test_screenshot_of_the_requirement_rows(rendered, tmp_path: Path):
     _, html_path = rendered
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report-dev-requirements.png"
-    shot.unlink(missing_ok=True)
     # Tall enough to reach past the totals into the requirement rows and their colours.
-    proc = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,6000",
-                    html_path.as_uri())
-    assert proc.returncode == 0, proc.stderr[-500:]
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    data = screenshot(html_path, tmp_path, "report-dev-requirements.png", 6000)
     assert len(data) > 100_000
