@@ -5,8 +5,10 @@ Run by ``citadelle verify`` (citadelle/checks_runner.py) as::
     pytest checks --citadelle-inventory runs/dev/inventory.yml [--citadelle-waivers FILE ...]
 
 - every test takes ``target`` (one host of the inventory) and is generated once per host it
-  applies to: every host, unless its ``applies(groups=..., tiers=..., when=...)`` mark narrows
-  it (node roles, the host's ``citadelle_tier``, an inventory variable that must be set);
+  applies to: every host, unless its ``applies(groups=..., tiers=..., when=...,
+  recommendation=..., role=...)`` mark narrows it (node roles, the host's ``citadelle_tier``,
+  an inventory variable that must be set, a BP-028 recommendation within the host's level for
+  that role);
   the hosts it does not apply to are recorded with the reason, never silently dropped;
 - a module may declare ``CASES = {"argname": function(target) -> [Case, ...]}`` to add per-host
   cases (one sysctl, one mount, one audited command...), each with its own requirement marks;
@@ -38,7 +40,8 @@ from citadelle.errors import CitadelleError
 MARKERS = (
     "snc(*ids): SecNumCloud 3.2 requirement ids a check evidences",
     "bp028(*ids): ANSSI-BP-028 recommendation ids a check evidences",
-    "applies(groups=(), tiers=(), when=None): the hosts a check applies to",
+    "applies(groups=(), tiers=(), when=None, recommendation=None, role=None): the hosts a "
+    "check applies to",
 )
 # The value of a per-host case argument when the check applies and has no case on the host.
 NO_CASE = "no case"
@@ -148,6 +151,10 @@ def not_applicable(definition: pytest.Item, target: Target) -> str | None:
     groups = tuple(mark.kwargs.get("groups", ()))
     tiers = tuple(mark.kwargs.get("tiers", ()))
     when = mark.kwargs.get("when")
+    recommendation, role = mark.kwargs.get("recommendation"), mark.kwargs.get("role")
+    if recommendation and recommendation not in target.vars.level_ids(str(role)):
+        return (f"{recommendation} is above this host's level "
+                f"({target.vars.get(f'{role}_level', target.vars.get('bp028_level'))})")
     if groups and not set(groups) & set(target.groups):
         return f"for {', '.join(groups)} hosts; this one is {', '.join(target.groups)}"
     tier = target.vars.get("citadelle_tier")
