@@ -4,12 +4,14 @@ fail, unknown requirement ids and malformed entries are refused."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sarif_kit.validate import validation_errors
 
 from citadelle.deploy.inventory import write_inventory
 from citadelle.deploy.verify import run_checks
@@ -131,3 +133,15 @@ def test_unknown_requirement_refuses_the_run(tmp_path, short_retention_inventory
         _run(tmp_path, short_retention_inventory, [_entry(requirement="19.9")])
     assert "'19.9' is not a SecNumCloud 3.2 or BP-028 id" in err.value.message
     assert not (tmp_path / "out" / "checks.junit.xml").exists()
+
+
+def test_failures_are_findings_in_the_shared_sarif(tmp_path, short_retention_inventory):
+    run = _run(tmp_path, short_retention_inventory, [_entry()])
+    document = json.loads((tmp_path / "out" / "checks.sarif").read_text())
+    assert validation_errors(document) == []
+    results = [r for r in document["runs"][0]["results"] if r["ruleId"] == RETENTION_CHECK]
+    # The waived hosts are not findings; the two failing ones are, with the requirement ids.
+    assert sorted(r["locations"][0]["logicalLocations"][0]["name"] for r in results) == [
+        "citadelle-dev-bastion-1", "citadelle-dev-gateway-1"]
+    assert all(r["properties"]["snc"] == ["12.6"] for r in results)
+    assert run.exit_code == 1
