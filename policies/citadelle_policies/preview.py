@@ -3,8 +3,9 @@
 During ``pulumi preview`` an input computed from another resource (an id, an address, a value
 built in an ``apply``) is unknown. The other policies judge every resource they can and skip the
 one input they cannot read; this advisory policy names each such resource and input, so that an
-unknown never passes silently. A kubeconfig held as a Pulumi secret is unreadable to the offline
-gate in the same way (``pulumi preview`` hands its value to the pack).
+unknown never passes silently. A kubeconfig held as a Pulumi secret is masked for the offline
+gate (it never holds a secret); ``pulumi preview`` hands its value to the pack, where
+``provider-tls-verified`` judges it.
 """
 
 from __future__ import annotations
@@ -112,10 +113,9 @@ def check_known(args: ResourceValidationArgs, config: Config, report: Report) ->
         report(f"unknown until apply: {', '.join(unknown)}; not judged in this preview")
     if kind == KUBERNETES_PROVIDER and "kubeconfig" not in unknown:
         kubeconfig = args.props.get("kubeconfig")
-        if kubeconfig == SECRET_MASK:
-            report("kubeconfig is a secret the offline gate does not hold: its TLS settings are "
-                   "judged by `pulumi preview --policy-pack`")
-        elif isinstance(kubeconfig, str) and parse_kubeconfig(kubeconfig) is None:
+        # A secret kubeconfig is masked offline; `pulumi preview` hands its value to the pack.
+        if isinstance(kubeconfig, str) and kubeconfig != SECRET_MASK and parse_kubeconfig(
+                kubeconfig) is None:
             report("kubeconfig is not kubeconfig text (a path?): the file's clusters and TLS "
                    "settings are not judged")
 

@@ -100,6 +100,15 @@ def transport_findings(values: Any, where: str = "") -> Iterator[str]:
                 yield f"{label} {value.strip()!r} is plain {scheme.group(1).lower()}"
 
 
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_kubeconfig(text: str) -> Mapping[str, Any] | None:
     """A kubeconfig given as YAML or JSON text; None for a path or anything unreadable."""
     try:
@@ -126,7 +135,8 @@ def kubeconfig_findings(config: Mapping[str, Any]) -> Iterator[str]:
 def check_tls(args: ResourceValidationArgs, config: Config, report: Report) -> None:
     if not args.resource_type.startswith(PROVIDER_PREFIX):
         args.not_applicable("not a provider")
-    settings = {k: v for k, v in _walk(args.props) if k != "kubeconfig"}
+    # Providers receive every non-string input JSON-encoded (endpoint overrides, flags).
+    settings = {k: _decoded(v) for k, v in _walk(args.props) if k != "kubeconfig"}
     for finding in transport_findings(settings):
         report(finding)
     if args.resource_type != KUBERNETES_PROVIDER:
