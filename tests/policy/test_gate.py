@@ -71,6 +71,8 @@ CORPUS: dict[str, set[tuple[str, str]]] = {
 }
 # Programs in the same styles that meet every requirement: nothing reported at all.
 COMPLIANT = ("tls_compliant", "rbac_compliant", "data_compliant")
+# A program whose own stack config declares its tiers (citadelle:network.tiers).
+OWN_TIERS = "data_own_tiers"
 
 
 @pytest.fixture(scope="session")
@@ -117,9 +119,19 @@ def test_compliant_program_passes(analyzer, dev_config, program):
     assert result.resources >= 3  # really declared and gated
 
 
+def test_program_tiers_come_from_its_own_stack_config(analyzer, dev_config):
+    result = gate_environment("dev", program=PROGRAMS / OWN_TIERS, analyzer=analyzer)
+    assert {(f.rule_id, f.subject) for f in result.findings} == {
+        ("data-tier-no-external-route", "if-data"), ("data-tier-no-external-route", "sub-data")}
+    # The same program judged with dev's CIDRs: its data tier is none of dev's tiers.
+    judged_as_dev = gate_environment("dev", program=PROGRAMS / OWN_TIERS,
+                                     policy_config=dev_config, analyzer=analyzer)
+    assert judged_as_dev.findings == []
+
+
 def test_every_corpus_directory_has_an_expectation():
     assert {p.name for p in PROGRAMS.iterdir() if p.is_dir()} - {"broken"} == set(CORPUS) | set(
-        COMPLIANT)
+        COMPLIANT) | {OWN_TIERS}
 
 
 def test_broken_program_is_an_error_not_a_pass(analyzer, dev_config):
