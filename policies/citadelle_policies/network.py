@@ -1,4 +1,5 @@
-"""Segmentation of the landing zone: world-open ingress, SSH, public addresses, data-tier routes."""
+"""Segmentation of the landing zone: world-open ingress, SSH, public addresses, the data tier's
+routes and peers."""
 
 from __future__ import annotations
 
