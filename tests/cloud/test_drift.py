@@ -66,14 +66,17 @@ def _floating_ip_on_data_port(admin: Any, member: Any) -> Callable[[], None]:
     data = net.find_network(DATA_NETWORK)
     subnet = next(iter(net.subnets(network_id=data.id)))
     router = net.create_router(name="hand-router", external_gateway_info={"network_id": public.id})
-    net.add_interface_to_router(router, subnet_id=subnet.id)
-    port = net.create_port(name="hand-port", network_id=data.id)
+    # The data subnet has no gateway address: the router plugs in through a port of its own.
+    uplink = net.create_port(name="hand-uplink", network_id=data.id, security_group_ids=[],
+                             fixed_ips=[{"subnet_id": subnet.id}])
+    net.add_interface_to_router(router, port_id=uplink.id)
+    port = net.create_port(name="hand-port", network_id=data.id, security_group_ids=[])
     fip = net.create_ip(floating_network_id=public.id, port_id=port.id)
 
     def restore() -> None:
         net.delete_ip(fip)
         net.delete_port(port)
-        net.remove_interface_from_router(router, subnet_id=subnet.id)
+        net.remove_interface_from_router(router, port_id=uplink.id)
         net.delete_router(router)
 
     return restore
@@ -86,7 +89,7 @@ def _router_port_on_data_network(admin: Any, member: Any) -> Callable[[], None]:
     data = net.find_network(DATA_NETWORK)
     subnet = next(iter(net.subnets(network_id=data.id)))
     router = net.create_router(name="hand-router-2")
-    port = net.create_port(name="hand-uplink", network_id=data.id,
+    port = net.create_port(name="hand-uplink", network_id=data.id, security_group_ids=[],
                            fixed_ips=[{"subnet_id": subnet.id}])
     net.add_interface_to_router(router, port_id=port.id)
 
@@ -270,4 +273,5 @@ def test_cli_drift_exits_1_on_high_finding(drift_project, cli_env, tmp_path, tim
     sarif = json.loads((tmp_path / "d.sarif").read_text())
     assert validation_errors(sarif) == []
     found = [(r["ruleId"], r["level"], r["properties"]["snc"]) for r in sarif["runs"][0]["results"]]
-    assert found == [("drift-world-open-rule", "error", ["13.2"])]
+    assert sorted(found) == [("drift-data-peer-rule", "error", ["13.2"]),
+                             ("drift-world-open-rule", "error", ["13.2"])]
