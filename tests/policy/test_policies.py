@@ -884,3 +884,18 @@ def test_every_policy_has_compliant_and_violating_cases(analyzer):
     violating = {p for p, c in CASES if "_bad" in c.__name__}
     assert compliant == names
     assert violating == names
+
+
+def test_unknown_input_skips_one_resource_not_the_stack(analyzer, stack):
+    # During a preview one rule's peer is unknown: it is named (advisory), never flagged as a
+    # violation, and the stack policies still judge every other resource.
+    known_bad_rule_peer(stack)
+    data = {"group": next(r for r in stack.resources if r.name == "sg-data")}
+    stack.rule(data, "data-world", 5432, cidr="0.0.0.0/0")
+    result = run_gate(stack.recording(), analyzer, stack.config)
+    blocking = {(f.rule_id, f.subject) for f in result.findings if f.blocking}
+    assert ("no-world-open-ingress", "data-world") in blocking
+    assert ("data-tier-peers-only", "data-world") in blocking
+    assert not any(subject == "data-from-later" for _, subject in blocking)
+    assert [(f.rule_id, f.blocking) for f in result.findings if f.subject == "data-from-later"] \
+        == [(ADVISORY, False)]
