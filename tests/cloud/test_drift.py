@@ -103,9 +103,19 @@ def _router_port_on_data_network(admin: Any, member: Any) -> Callable[[], None]:
 def _data_subnet_gateway(admin: Any, member: Any) -> Callable[[], None]:
     net = member.network
     subnet = next(iter(net.subnets(network_id=net.find_network(DATA_NETWORK).id)))
-    gateway = str(next(ipaddress.ip_network(subnet.cidr).hosts()))
+    hosts = ipaddress.ip_network(subnet.cidr).hosts()
+    gateway = str(next(hosts))
+    pools = subnet.allocation_pools
+    # Without a gateway the pool starts at the first address: free it for the gateway.
+    net.update_subnet(subnet, allocation_pools=[{"start": str(next(hosts)),
+                                                 "end": pools[-1]["end"]}])
     net.update_subnet(subnet, gateway_ip=gateway)
-    return lambda: net.update_subnet(subnet, gateway_ip=None)
+
+    def restore() -> None:
+        net.update_subnet(subnet, gateway_ip=None)
+        net.update_subnet(subnet, allocation_pools=pools)
+
+    return restore
 
 
 def _data_network_shared(admin: Any, member: Any) -> Callable[[], None]:
