@@ -119,11 +119,6 @@ class StackGraph:
             self._tiers[resource.urn] = found
         return self._tiers[resource.urn]
 
-    def tier(self, resource: PolicyResource | None) -> str | None:
-        """One label for messages and single-tier comparisons (None when none or several)."""
-        found = self.tiers(resource)
-        return next(iter(found)) if len(found) == 1 else None
-
     def label(self, resource: PolicyResource | None) -> str:
         found = self.tiers(resource)
         return "/".join(sorted(found)) if found else "untiered"
