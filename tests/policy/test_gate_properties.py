@@ -1,10 +1,10 @@
 """Property-based: compliant programs of any shape pass the gate; any single mutation across the
 three families (data-tier isolation, RBAC, provider TLS) fails it, naming the mutated resource.
 
-Programs are generated as recorded registrations (what ``citadelle.offline`` records) and fed to
-the pack out of process, exactly as ``citadelle gate`` feeds it; the same shapes are gated as real
-Pulumi programs in ``tests/policy/programs/`` (test_gate.py). Names are random and tags present or
-absent: tiers are recognised by the stack config's CIDRs and the network graph alone.
+Programs are generated as recorded registrations (what ``citadelle.plan.offline`` records) and
+fed to the pack out of process, exactly as ``citadelle gate`` feeds it; the same shapes are gated
+as real Pulumi programs in ``tests/policy/programs/`` (test_gate.py). Names are random and tags
+present or absent: tiers are recognised by the stack config's CIDRs and the network graph alone.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from citadelle.gate import run_gate
-from citadelle.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, RecordedResource, Recording
+from citadelle.plan.gate import run_gate
+from citadelle.plan.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, RecordedResource, Recording
 
 pytestmark = pytest.mark.policy
 
