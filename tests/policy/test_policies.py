@@ -899,3 +899,33 @@ def test_unknown_input_skips_one_resource_not_the_stack(analyzer, stack):
     assert not any(subject == "data-from-later" for _, subject in blocking)
     assert [(f.rule_id, f.blocking) for f in result.findings if f.subject == "data-from-later"] \
         == [(ADVISORY, False)]
+
+
+@pytest.mark.parametrize(("type_token", "body", "expected"), [
+    # Another API version, a List and a Patch of the same kinds: judged as the kinds are.
+    ("kubernetes:apps/v1beta2:Deployment", "privileged", "deployment-v1beta2"),
+    ("kubernetes:apps/v1:DeploymentList", "privileged", "deploymentlist"),
+    ("kubernetes:apps/v1:DeploymentPatch", "privileged", "deploymentpatch"),
+    ("kubernetes:core/v1:PodTemplate", "privileged", "podtemplate"),
+    # A patch that only changes the image leaves the rest as it is: nothing to judge there.
+    ("kubernetes:apps/v1:DeploymentPatch", "image-only", None),
+])
+def test_workload_shapes_are_judged_by_kind(analyzer, stack, type_token, body, expected):
+    container: dict[str, Any] = {"name": "api", "image": f"{registry(stack)}/api{DIGEST}"}
+    if body == "privileged":
+        container["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": False,
+                                        "runAsNonRoot": True, "runAsUser": 10001}
+    kind = type_token.rsplit(":", 1)[1].removesuffix("Patch").removesuffix("List")
+    template = {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [container]}}
+    obj: dict[str, Any] = {"apiVersion": "apps/v1", "kind": kind,
+                           "metadata": {"name": "api", "namespace": "team"}}
+    obj.update({"template": template} if kind == "PodTemplate"
+               else {"spec": {"template": template}})
+    inputs = {"items": [obj]} if type_token.endswith("List") else obj
+    name = expected or "deploymentpatch"
+    stack.add(type_token, name, inputs, provider=None)
+    result = run_gate(stack.recording(), analyzer, stack.config)
+    flagged = sorted({f.subject for f in result.findings
+                      if f.rule_id == "no-privileged-containers"})
+    assert flagged == ([expected] if expected else [])
+    assert not [f for f in result.findings if f.rule_id == "no-root-containers"]
