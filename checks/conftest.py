@@ -12,7 +12,10 @@ Run by ``citadelle verify`` (citadelle/checks_runner.py) as::
 - a check covered by a valid waiver is marked xfail with the waiver as its reason (JUnit
   ``skipped`` with that message when it fails; a pass is reported as a pass);
 - ``--citadelle-catalogue FILE`` writes the collected checks and their ids as JSON (used with
-  ``--collect-only`` by ``citadelle report``).
+  ``--collect-only`` by ``citadelle report``);
+- a check of a BP-028 id the roles meet only in part (``<role>_partially_met`` in a role's
+  vars/main.yml) carries the ``partially_met`` property (``R40: reason``) in the JUnit report
+  and the catalogue: the report shows it as "partially met: reason", never as passed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from checks.expected import Expected
+from checks.expected import Expected, partially_met
 from checks.target import Case, Target
 from citadelle.errors import CitadelleError
 from citadelle.inventory import host_layers, load_inventory
@@ -163,13 +166,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 item.add_marker(pytest.mark.xfail(reason=waived.reason(), strict=False))
         item.user_properties.append(("requirements", " ".join(ids)))
         item.user_properties.append(("host", target.name if target else ""))
+        partial = {rid: reason for rid, reason in partially_met().items() if rid in ids}
+        if partial:
+            item.user_properties.append(("partially_met", "; ".join(
+                f"{rid}: {reason}" for rid, reason in sorted(partial.items()))))
         if waived is not None:
             item.user_properties.append(("waiver", waived.reason()))
         catalogue.append({"nodeid": item.nodeid, "check": check,
                           "module": item.nodeid.split("::")[0],
                           "host": target.name if target else "",
                           "groups": list(target.groups) if target else [],
-                          "requirements": ids})
+                          "requirements": ids, "partially_met": partial})
     path = config.getoption("--citadelle-catalogue")
     if path:
         Path(path).write_text(json.dumps(catalogue, indent=1) + "\n", encoding="utf-8")

@@ -131,6 +131,19 @@ class Expected(Mapping[str, Any]):
         return applicable_ids(str(self[f"{role_prefix}_level"]))
 
 
+@cache
+def partially_met(roles_dir: Path = paths.ROLES_DIR) -> dict[str, str]:
+    """BP-028 id -> why the roles meet it only in part (``<role>_partially_met`` in each role's
+    vars/main.yml). Checks of these ids carry the reason; the evidence never calls them met."""
+    _, role_vars, _ = role_layers(roles_dir)
+    reasons: dict[str, list[str]] = {}
+    for key, value in sorted(role_vars.items()):
+        if key.endswith("_partially_met") and isinstance(value, dict):
+            for rid, reason in value.items():
+                reasons.setdefault(str(rid), []).append(" ".join(str(reason).split()))
+    return {rid: "; ".join(texts) for rid, texts in reasons.items()}
+
+
 LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")
 
 

@@ -25,6 +25,7 @@ from citadelle.errors import CitadelleError
 from citadelle.lab import collector
 from citadelle.lab.collector import Collector
 from citadelle.lab.commands import add_lab_command
+from citadelle.lab.grub import ensure_grub_password_hash
 from citadelle.lab.image import host_mirrors
 from citadelle.paths import LAB_DIR, PLAYBOOKS_DIR, REPO_ROOT, ROLES_DIR, RUNS_DIR
 from citadelle.pulumi_env import quiet_env
@@ -197,6 +198,7 @@ def lab_extravars(root: Path = LAB_DIR) -> dict[str, Any]:
         "bp028_time_ntp_servers": [LAB_GATEWAY],
         "bp028_audit_forward_url": f"https://{LAB_GATEWAY}:{collector.PORT}",
         **Collector(root).tls_vars(),
+        "bp028_kernel_grub_password_hash": ensure_grub_password_hash(root),
         "bp028_packages_mirror_url": mirror,
         "bp028_packages_security_mirror_url": security_mirror,
     }
@@ -213,9 +215,11 @@ def _handle(args: argparse.Namespace, *, lab: bool) -> int:
         pids = Collector(lab_dir).start()
         print(f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
               f"{', '.join(map(str, pids.values()))}); `citadelle lab collector` shows receipts")
+    extravars = lab_extravars(lab_dir) if lab else {}
+    if args.aide_rebaseline:
+        extravars["bp028_integrity_aide_rebaseline"] = True
     result = run_playbook(args.playbook, inventory, limit=args.limit, tags=args.tags,
-                          check=args.check,
-                          extravars=lab_extravars(lab_dir) if lab else None,
+                          check=args.check, extravars=extravars,
                           run_dir=args.run_dir, forks=args.forks, quiet=not args.verbose)
     print(result.summary())
     return 0 if result.ok else 1
@@ -234,6 +238,9 @@ def _add_options(parser: argparse.ArgumentParser, *, lab: bool) -> None:
     parser.add_argument("--forks", type=int, default=None, help="parallel hosts")
     parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
                         help="run folder (default: runs/harden-<UTC time>)")
+    parser.add_argument("--aide-rebaseline", action="store_true",
+                        help="rebuild the AIDE database from the nodes as they are now, after "
+                        "a legitimate change (BP-028 R76)")
     parser.add_argument("--verbose", action="store_true", help="stream Ansible's output")
 
 

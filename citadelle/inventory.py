@@ -32,6 +32,7 @@ from citadelle import paths
 from citadelle.errors import CitadelleError
 from citadelle.lab.collector import Collector
 from citadelle.lab.credentials import ensure_credentials
+from citadelle.lab.grub import ensure_grub_password_hash
 from citadelle.lab.image import default_recipe
 from citadelle.pulumi_env import pulumi_environment, settings_for
 from citadelle.stackconfig import load_stack_config
@@ -311,6 +312,8 @@ def render_inventory(env: str, outputs: StackOutputs, settings: Any, out_dir: Pa
         all_vars["ansible_ssh_private_key_file"] = str(lab_key)
         # The lab's PKI stands in for the environment's: each clone gets its log-upload identity.
         all_vars.update(Collector(paths.LAB_DIR).tls_vars())
+        # And its GRUB password (BP-028 R5) for the environment's.
+        all_vars["bp028_kernel_grub_password_hash"] = ensure_grub_password_hash(paths.LAB_DIR)
 
     if outputs.lab:
         # User-mode networking: SSH forwarded from the host arrives from the lab gateway,

@@ -15,12 +15,14 @@ minutes, so it happens once per session.
 - ``log_collector`` (session): the lab's log collector (citadelle.lab.collector), started
   unless it runs already and then stopped at the end; the hardened clones upload to it.
 - ``hardened_converge`` / ``hardened_lab`` (session): one clone per node role (bastion,
-  gateway, node) converged with playbooks/site.yml through ansible-runner, then converged a
-  second time (the idempotency proof); ``hardened_lab`` is their LabInventory.
+  gateway, node) converged with playbooks/site.yml through ansible-runner (which reboots them
+  for the boot-time settings), then converged a second time (the idempotency proof);
+  ``hardened_lab`` is their LabInventory.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -94,6 +96,8 @@ class HardenedLab:
     inventory: LabInventory
     first: harden.HardenResult
     second: harden.HardenResult
+    # Wall-clock time the first converge started: a node rebooted by it has a shorter uptime.
+    first_started: float
 
 
 @pytest.fixture(scope="session")
@@ -106,13 +110,15 @@ def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
         inventory = factory(HARDENED_CLONES)
         runs = tmp_path_factory.mktemp("harden")
         extravars = harden.lab_extravars()
+        first_started = time.time()
         first = harden.run_playbook("site", inventory.inventory, extravars=extravars,
                                     run_dir=runs / "first")
         assert first.ok, first.summary()
         second = harden.run_playbook("site", inventory.inventory, extravars=extravars,
                                      run_dir=runs / "second")
         print(f"\nfirst converge: {first.elapsed:.0f} s, rerun: {second.elapsed:.0f} s")
-        yield HardenedLab(lab=hardened, inventory=inventory, first=first, second=second)
+        yield HardenedLab(lab=hardened, inventory=inventory, first=first, second=second,
+                          first_started=first_started)
     finally:
         factory.close()
         hardened.down()

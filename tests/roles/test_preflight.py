@@ -7,6 +7,7 @@ with its own variables, so each host fails with its own message, or passes.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from citadelle import harden
+from citadelle.lab.grub import grub_pbkdf2
 from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR, ROLES_DIR
 
 pytestmark = pytest.mark.unit
@@ -25,6 +27,8 @@ VALID: dict[str, Any] = {
     "bp028_audit_forward_url": "https://logs.example.internal:19532",
     "bp028_packages_mirror_url": "http://mirror.example.internal/debian",
     "bp028_packages_security_mirror_url": "http://mirror.example.internal/debian-security",
+    "bp028_kernel_grub_password_hash": grub_pbkdf2(secrets.token_urlsafe(16),
+                                                   secrets.token_bytes(64)),
 }
 # (case, variables replaced or removed (None), expected words of the one-line refusal)
 BAD_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
@@ -44,6 +48,16 @@ BAD_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unknown-sysctl-override", {"bp028_kernel_sysctl_overrides": {"net.bogus": 1}},
      ["unknown keys", "net.bogus"]),
     ("removes-sshd", {"bp028_packages_absent": ["openssh-server"]}, ["openssh-server"]),
+    # The GRUB drop-in is sourced by update-grub: a quote or a space would break every boot entry.
+    ("broken-kernel-parameter", {"bp028_kernel_boot_extra_params": ['quiet" GRUB_TIMEOUT=0']},
+     ["bp028_kernel_boot_extra_params", "invalid parameters", "GRUB_TIMEOUT=0"]),
+    ("cleartext-grub-password", {"bp028_kernel_grub_password_hash": "hunter2hunter2"},
+     ["bp028_kernel_grub_password_hash", "grub-mkpasswd-pbkdf2"]),
+    ("weak-grub-hash", {"bp028_kernel_grub_password_hash": grub_pbkdf2(
+        secrets.token_urlsafe(16), secrets.token_bytes(64), iterations=1000)},
+     ["at least 10000 iterations"]),
+    ("no-grub-password", {"bp028_kernel_grub_password_hash": None},
+     ["bp028_kernel_grub_password_hash"]),
 ]
 LEVELS = ["minimal", "intermediary", "enhanced", "high"]
 GROUP_LEVELS = {"bastion": "enhanced", "gateway": "intermediary", "node": "intermediary"}
