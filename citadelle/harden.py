@@ -44,12 +44,31 @@ MITOGEN_STRATEGIES = Path(str(_MITOGEN and _MITOGEN.origin)).parent / "plugins" 
 LAB_GATEWAY = collector.GUEST_ADDRESS
 
 
+# The repository root is the citadelle.hardening collection (galaxy.yml): Ansible finds it, and
+# the roles their filter plugin, through a collections path where it is this very checkout.
+COLLECTIONS_DIR = REPO_ROOT / ".ansible-collections"
+
+
+def collections_dir(base: Path = COLLECTIONS_DIR) -> Path:
+    """``base`` holding ``ansible_collections/citadelle/hardening`` -> the repository root."""
+    link = base / "ansible_collections" / "citadelle" / "hardening"
+    target = Path(os.path.relpath(REPO_ROOT, link.parent))
+    if not (link.is_symlink() and Path(os.readlink(link)) == target):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    return base
+
+
 def ansible_env() -> dict[str, str]:
     """Environment of every Ansible run: project config, no colour, nothing sent outside."""
+    quiet = quiet_env({})
     return {
         # The quiet, sovereign tool-chain settings shared by every citadelle subprocess
         # (docs/sovereignty.md), collections from the pinned ansible package included.
-        **quiet_env({}),
+        **quiet,
+        "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
+            [str(collections_dir()), quiet["ANSIBLE_COLLECTIONS_PATH"]]),
         "ANSIBLE_CONFIG": str(ANSIBLE_CONFIG),
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_STRATEGY_PLUGINS": str(MITOGEN_STRATEGIES),

@@ -340,8 +340,6 @@ def render_inventory(env: str, outputs: StackOutputs, settings: Any, out_dir: Pa
 
 def _groups(settings: Any, outputs: StackOutputs, admin_cidrs: list[str],
             bastion_cidrs: list[str]) -> dict[str, Any]:
-    levels = {"bastion": settings.hardening.bastion_level, "gateway": settings.hardening.level,
-              "node": settings.hardening.level}
     children: dict[str, Any] = {}
     for role in ROLES:
         hosts: dict[str, Any] = {}
@@ -353,7 +351,7 @@ def _groups(settings: Any, outputs: StackOutputs, admin_cidrs: list[str],
             hosts[server.name] = host
         children[role] = {
             "vars": {
-                "bp028_level": levels[role],
+                "bp028_level": settings.hardening.level_of(role),
                 "bp028_firewall_admin_cidrs": bastion_cidrs if role == "bastion" else admin_cidrs,
             },
             "hosts": hosts,

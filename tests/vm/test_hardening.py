@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 import testinfra
 import yaml
@@ -21,6 +20,7 @@ import yaml
 from citadelle import harden
 from citadelle.lab import Lab, LabInventory
 from citadelle.paths import PLAYBOOKS_DIR, ROLES_DIR
+from infra.config import HardeningSettings
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
@@ -45,10 +45,8 @@ def group_vars(group: str) -> dict[str, Any]:
 
 
 def level_of(host: str) -> str:
-    """The roles' default level for the clone's group (the lab inventory sets no bp028_level)."""
-    default = role_vars("bp028_kernel")["bp028_kernel_level"]
-    return jinja2.Environment(autoescape=False).from_string(default).render(
-        group_names=[CLONES[host]])
+    """The level the lab inventory gives the clone's group (citadelle:hardening defaults)."""
+    return HardeningSettings().level_of(CLONES[host])
 
 
 def at_least(host: str, level: str) -> bool:
