@@ -191,8 +191,10 @@ def test_account_lockout(target: Target) -> None:
 
 
 def _login_defs(target: Target) -> dict[str, str]:
+    """login.defs ``KEY<spaces or tabs>value`` lines; comments skipped, last wins."""
     text = target.host.file("/etc/login.defs").content_string
-    return {k.upper(): v for k, v in key_values(text).items()}
+    return {fields[0]: fields[1] for fields in (line.split(None, 1) for line in text.splitlines())
+            if len(fields) == 2 and not fields[0].startswith("#")}
 
 
 @pytest.mark.snc("9.5")
