@@ -19,7 +19,7 @@ import jinja2
 import yaml
 
 from citadelle import paths
-from citadelle.waivers import bp028_reference
+from citadelle.deploy.waivers import bp028_reference
 
 OS_FAMILY = "Debian"
 _MAX_DEPTH = 8
@@ -129,19 +129,6 @@ class Expected(Mapping[str, Any]):
     def level_ids(self, role_prefix: str) -> frozenset[str]:
         """BP-028 ids applicable at ``<role_prefix>_level`` (levels are cumulative)."""
         return applicable_ids(str(self[f"{role_prefix}_level"]))
-
-
-@cache
-def partially_met(roles_dir: Path = paths.ROLES_DIR) -> dict[str, str]:
-    """BP-028 id -> why the roles meet it only in part (``<role>_partially_met`` in each role's
-    vars/main.yml). Checks of these ids carry the reason; the evidence never calls them met."""
-    _, role_vars, _ = role_layers(roles_dir)
-    reasons: dict[str, list[str]] = {}
-    for key, value in sorted(role_vars.items()):
-        if key.endswith("_partially_met") and isinstance(value, dict):
-            for rid, reason in value.items():
-                reasons.setdefault(str(rid), []).append(" ".join(str(reason).split()))
-    return {rid: "; ".join(texts) for rid, texts in reasons.items()}
 
 
 LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")

@@ -45,13 +45,7 @@ def sshd_cases(target: Target) -> Iterator[Case]:
         yield Case(key, (key, value))
 
 
-def sudo_group_cases(target: Target) -> Iterator[Case]:
-    if "R38" in target.vars.level_ids("bp028_accounts"):
-        yield Case("R38", str(target.vars["bp028_accounts_sudo_admin_group"]),
-                   [pytest.mark.bp028("R38")])
-
-
-CASES = {"setting": sshd_cases, "sudo_group": sudo_group_cases}
+CASES = {"setting": sshd_cases}
 
 
 @pytest.mark.snc("9.5", "9.6", "12.12")
@@ -107,6 +101,9 @@ def test_sudo_rules_run_as_root_only(target: Target) -> None:
 
 
 @pytest.mark.snc("9.2", "9.6")
-def test_only_the_admin_group_can_execute_sudo(target: Target, sudo_group: str) -> None:
+@pytest.mark.bp028("R38")
+@pytest.mark.applies(recommendation="R38", role="bp028_accounts")
+def test_only_the_admin_group_can_execute_sudo(target: Target) -> None:
+    sudo_group = str(target.vars["bp028_accounts_sudo_admin_group"])
     info = target.root(f"stat -c '%U %G %a' {target.vars['bp028_accounts_sudo_binary']}")
     assert info.stdout.split() == ["root", sudo_group, "4110"], info

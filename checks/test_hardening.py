@@ -64,25 +64,9 @@ def unit_cases(target: Target) -> Iterator[Case]:
         yield Case(unit, unit)
 
 
-def umask_cases(target: Target) -> Iterator[Case]:
-    if "R36" in target.vars.level_ids("bp028_accounts"):
-        yield Case("R36", str(target.vars["bp028_accounts_umask"]), [pytest.mark.bp028("R36")])
-
-
-def _when(rid: str, flag: str) -> Any:
-    """One case on the hosts whose level applies ``rid`` with the role's ``flag`` on."""
-    def cases(target: Target) -> Iterator[Case]:
-        if rid in target.vars.level_ids("bp028_kernel") and target.vars[flag]:
-            yield Case(rid, rid, [pytest.mark.bp028(rid)])
-    return cases
-
-
 CASES = {"sysctl": sysctl_cases, "param": boot_cases, "module": module_cases,
          "mount": mount_cases, "entry": permission_cases, "package": package_cases,
-         "unit": unit_cases, "apparmor": _when("R45", "bp028_kernel_apparmor_enabled"),
-         "module_lock": _when("R10", "bp028_kernel_modules_disabled_enabled"),
-         "grub_password": _when("R5", "bp028_kernel_grub_password_enabled"),
-         "umask": umask_cases}
+         "unit": unit_cases}
 
 
 def installed_packages(target: Target) -> set[str]:
@@ -107,7 +91,10 @@ def test_kernel_command_line(target: Target, param: str) -> None:
 
 
 @pytest.mark.snc("12.10")
-def test_apparmor_enforces_every_loaded_profile(target: Target, apparmor: str) -> None:
+@pytest.mark.bp028("R45")
+@pytest.mark.applies(recommendation="R45", role="bp028_kernel",
+                     when="bp028_kernel_apparmor_enabled")
+def test_apparmor_enforces_every_loaded_profile(target: Target) -> None:
     assert target.host.file("/sys/module/apparmor/parameters/enabled").content_string.strip() \
         == "Y", "AppArmor is not enabled in the running kernel"
     assert target.host.service(target.vars["bp028_kernel_apparmor_service"]).is_enabled
@@ -118,13 +105,19 @@ def test_apparmor_enforces_every_loaded_profile(target: Target, apparmor: str) -
 
 
 @pytest.mark.snc("12.10")
-def test_module_loading_is_locked_after_boot(target: Target, module_lock: str) -> None:
+@pytest.mark.bp028("R10")
+@pytest.mark.applies(recommendation="R10", role="bp028_kernel",
+                     when="bp028_kernel_modules_disabled_enabled")
+def test_module_loading_is_locked_after_boot(target: Target) -> None:
     assert _sysctl_all(target).get("kernel.modules_disabled") == "1"
     assert target.host.service(target.vars["bp028_kernel_modules_disabled_unit"]).is_enabled
 
 
 @pytest.mark.snc("9.6", "12.10")
-def test_grub_menu_needs_the_superuser_password(target: Target, grub_password: str) -> None:
+@pytest.mark.bp028("R5")
+@pytest.mark.applies(recommendation="R5", role="bp028_kernel",
+                     when="bp028_kernel_grub_password_enabled")
+def test_grub_menu_needs_the_superuser_password(target: Target) -> None:
     config = target.output(f"cat {target.vars['bp028_kernel_grub_cfg']}")
     user = target.vars["bp028_kernel_grub_superuser"]
     assert f'set superusers="{user}"' in config
@@ -222,7 +215,10 @@ def test_root_password_is_aged(target: Target) -> None:
 
 
 @pytest.mark.snc("9.3")
-def test_default_umask(target: Target, umask: str) -> None:
+@pytest.mark.bp028("R36")
+@pytest.mark.applies(recommendation="R36", role="bp028_accounts")
+def test_default_umask(target: Target) -> None:
+    umask = str(target.vars["bp028_accounts_umask"])
     assert _login_defs(target).get("UMASK") == umask
     for shell in ("bash -lc umask", "bash -ic umask 2>/dev/null"):
         assert target.host.check_output(shell).strip()[-3:] == umask[-3:], shell

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from citadelle import harden
+from citadelle.deploy import harden
+from citadelle.environment.settings import HardeningSettings
 from citadelle.lab.grub import grub_pbkdf2
 from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR, ROLES_DIR
-from infra.config import HardeningSettings
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,151 @@
+"""The VM lab as a deployment target: clones stand in for the environment's servers.
+
+``up`` replaces ``pulumi up`` (one clone per node role, restored from the golden snapshot); the
+stack outputs it produces have the program's shape, every clone reached directly on its
+forwarded loopback port with its host key pinned. The access it gives is the lab's own key and
+sudo password, and the role variables it imposes are what a clone behind QEMU user-mode
+networking can have: the host's Debian mirror, the lab PKI's log-upload identity, and SSH
+admitted from the user-mode gateway (which plays the admin tier).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from citadelle import paths
+from citadelle.environment import Environment
+from citadelle.environment.outputs import StackOutputs
+from citadelle.environment.targets import Access
+from citadelle.errors import CitadelleError
+from citadelle.lab import collector, ntp
+from citadelle.lab.collector import Collector
+from citadelle.lab.core import Lab
+from citadelle.lab.credentials import ensure_credentials
+from citadelle.lab.grub import ensure_grub_password_hash
+from citadelle.lab.image import host_mirrors
+from citadelle.lab.ntp import TimeServer
+from citadelle.lab.outputs import Clone
+
+# Lab clones standing in for one server of each node role, and the unhardened one.
+LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
+BASELINE_CLONE = "baseline"
+
+
+def placement(env: Environment, role: str) -> tuple[str, str]:
+    """(tier, server group) a clone of ``role`` stands in for: a node is the first app pool."""
+    if role == "node":
+        pool = next(p for p in env.settings.compute.node_pools if p.tier == "app")
+        return pool.tier, pool.name
+    return ("admin", "bastion") if role == "bastion" else ("transfer", "gateway")
+
+
+def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: str) \
+        -> StackOutputs:
+    """The stack outputs of ``env`` as the lab's clones realise them."""
+    servers = {}
+    for clone in sorted(clones, key=lambda c: c.name):
+        tier, pool = placement(env, clone.role)
+        servers[clone.name] = {
+            "role": clone.role, "privateIp": clone.private_ip, "sshHost": "127.0.0.1",
+            "sshPort": clone.port, "hostKeyEd25519": clone.host_key_ed25519,
+            "tier": tier, "pool": pool}
+    return StackOutputs.parse({"environment": env.name, "adminUser": user,
+                               "adminGroup": group, "region": env.settings.openstack.region,
+                               "servers": servers})
+
+
+def lab_role_vars(root: Path = paths.LAB_DIR) -> dict[str, Any]:
+    """What a clone behind QEMU user-mode networking can have, over the environment's values.
+
+    The user-mode gateway 10.0.2.2 is where forwarded SSH comes from and how a clone reaches
+    the host, hence the lab's log collector (mutual TLS with the identity the lab PKI issued to
+    the clone) and its NTP server (``citadelle.lab.ntp``); APT stays on the host's Debian
+    mirror. The localisation checks report these differences from the allow-list (waived in
+    waivers/lab.yaml).
+    """
+    mirror, security_mirror = host_mirrors()
+    return {
+        "bp028_packages_mirror_url": mirror,
+        "bp028_packages_security_mirror_url": security_mirror,
+        "bp028_firewall_admin_cidrs": [f"{collector.GUEST_ADDRESS}/32"],
+        "bp028_time_ntp_servers": [collector.GUEST_ADDRESS],
+        "bp028_audit_forward_url": f"https://{collector.GUEST_ADDRESS}:{collector.PORT}",
+        **Collector(root).tls_vars(),
+        # The lab's own GRUB superuser password (BP-028 R5), for the environment's secret one.
+        "bp028_kernel_grub_password_hash": ensure_grub_password_hash(root),
+    }
+
+
+@dataclass(frozen=True)
+class LabTarget:
+    """The local VM lab under ``root`` (clones in ``run_dir``, default: ``root``)."""
+
+    root: Path = paths.LAB_DIR
+    run_dir: Path | None = None
+    name: str = "lab"
+
+    @property
+    def label(self) -> str:
+        return f"the lab's clones ({self.outputs_file})"
+
+    @property
+    def outputs_file(self) -> Path:
+        return (self.run_dir or self.root) / "stack-outputs.json"
+
+    def lab(self) -> Lab:
+        return Lab(self.root, run_dir=self.run_dir)
+
+    def up(self, env: Environment, log: Path) -> tuple[StackOutputs, str]:
+        started = time.monotonic()
+        lab = self.lab()
+        inventory = lab.up(LAB_CLONES)
+        outputs = lab_outputs(env, inventory.clones, lab.admin_user, lab.admin_group)
+        self.outputs_file.write_text(json.dumps(outputs.to_json(), indent=2) + "\n",
+                                     encoding="utf-8")
+        names = ", ".join(f"{c.name} ({c.role}, 127.0.0.1:{c.port})" for c in inventory.clones)
+        return outputs, f"lab clones up in {time.monotonic() - started:.0f} s: {names}"
+
+    def outputs(self, env: Environment) -> StackOutputs:
+        lab = self.lab()
+        clones = lab.clones()
+        if not clones:
+            raise CitadelleError("lab: no clones are running (citadelle lab up)")
+        return lab_outputs(env, clones, lab.admin_user, lab.admin_group)
+
+    def access(self, env: Environment) -> Access:
+        creds = ensure_credentials(self.root)
+        return Access(identity_file=creds.private_key, become_password_file=creds.password_file,
+                      role_vars=lab_role_vars(self.root))
+
+    def prepare(self, env: Environment) -> list[str]:
+        return self.prepare_lines()
+
+    @contextmanager
+    def baseline(self, env: Environment, out: Path) -> Iterator[Path | None]:
+        """A clone restored from the golden snapshot, never hardened: stock Debian."""
+        # Imported here: the inventory renderer is a deploy stage the lab only feeds.
+        from citadelle.deploy.inventory import write_inventory  # noqa: PLC0415
+
+        lab = self.lab()
+        clone = lab.up({BASELINE_CLONE: "node"}).clone(BASELINE_CLONE)
+        try:
+            outputs = lab_outputs(env, (clone,), lab.admin_user, lab.admin_group)
+            yield write_inventory(env, outputs, self.access(env), out / "inventory.yml",
+                                  target=self.name, source="the unhardened baseline clone"
+                                  ).inventory
+        finally:
+            lab.down([BASELINE_CLONE])
+
+    def prepare_lines(self) -> list[str]:
+        """Start the lab's log collector and NTP server, the clones' endpoints on 10.0.2.2."""
+        pids = Collector(self.root).start()
+        time_pid = TimeServer(self.root).start()
+        return [f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
+                f"{', '.join(map(str, pids.values()))})",
+                f"lab NTP server on 127.0.0.1:{ntp.PORT} (PID {time_pid})"]
