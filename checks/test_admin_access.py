@@ -7,6 +7,7 @@ authentication). Expected values: the bp028_ssh and bp028_accounts variables for
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 
 import pytest
@@ -64,8 +65,9 @@ def test_admin_user_is_in_the_admin_group(target: Target) -> None:
 
 @pytest.mark.snc("9.6")
 @pytest.mark.bp028("R33")
-def test_login_banner_is_the_role_one(target: Target) -> None:
-    banner = target.host.file(target.vars["bp028_ssh_banner_file"]).content_string
+@pytest.mark.parametrize("banner_file", ["bp028_ssh_banner_file", "bp028_ssh_console_banner_file"])
+def test_login_banner_is_the_role_one(target: Target, banner_file: str) -> None:
+    banner = target.host.file(target.vars[banner_file]).content_string
     assert banner.split() == str(target.vars["bp028_ssh_banner_text"]).split()
 
 
@@ -87,7 +89,21 @@ def test_sudo_uses_a_pty_and_logs(target: Target) -> None:
 
 @pytest.mark.snc("9.2", "9.5")
 @pytest.mark.bp028("R40")
-def test_sudo_rule_names_the_admin_group(target: Target) -> None:
+def test_sudo_rules_run_as_root_only(target: Target) -> None:
     group = target.vars["bp028_accounts_sudo_admin_group"]
-    assert f"%{group} ALL=(ALL:ALL) ALL" in target.output(
-        f"cat {target.vars['bp028_accounts_sudoers_file']}")
+    assert f"%{group} ALL=(root) ALL" in target.output(
+        f"cat {target.vars['bp028_accounts_sudoers_file']}").splitlines()
+    # No rule (root's own aside) may run commands as every user or group.
+    pattern = target.vars["bp028_accounts_sudo_runas_all_pattern"]
+    found = target.root(f"grep -rhP {shlex.quote(pattern)} /etc/sudoers /etc/sudoers.d || true")
+    assert found.rc == 0, found.stderr
+    assert found.stdout.splitlines() == []
+
+
+@pytest.mark.snc("9.2", "9.6")
+@pytest.mark.bp028("R38")
+@pytest.mark.applies(recommendation="R38", role="bp028_accounts")
+def test_only_the_admin_group_can_execute_sudo(target: Target) -> None:
+    sudo_group = str(target.vars["bp028_accounts_sudo_admin_group"])
+    info = target.root(f"stat -c '%U %G %a' {target.vars['bp028_accounts_sudo_binary']}")
+    assert info.stdout.split() == ["root", sudo_group, "4110"], info

@@ -1,7 +1,9 @@
 """BP-028 hardening level: each recommendation the roles implement, at this host's level.
 
 One case per setting, marked with its recommendation id: kernel settings (R8-R14), kernel
-command line (R7, R8, R33, R45), module blacklist (R10), mount options (R28), sensitive file
+command line the running kernel booted with (R7, R8, R33, R45), GRUB password and grub.cfg
+mode (R5, R29), AppArmor enforcing (R45), module blacklist and module loading locked after
+boot (R10), mount options (R28), sensitive file
 modes (R50), setuid inventory (R56/R57), accounts (R31, R32, R36), needless packages and units
 (R58, R62), updates (R61), integrity (R76). Expected values: the roles' variables for this host
 (level from ``bp028_level`` per group).
@@ -9,6 +11,8 @@ modes (R50), setuid inventory (R56/R57), accounts (R31, R32, R36), needless pack
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +91,52 @@ def test_kernel_command_line(target: Target, param: str) -> None:
 
 
 @pytest.mark.snc("12.10")
+@pytest.mark.bp028("R45")
+@pytest.mark.applies(recommendation="R45", role="bp028_kernel",
+                     when="bp028_kernel_apparmor_enabled")
+def test_apparmor_enforces_every_loaded_profile(target: Target) -> None:
+    assert target.host.file("/sys/module/apparmor/parameters/enabled").content_string.strip() \
+        == "Y", "AppArmor is not enabled in the running kernel"
+    assert target.host.service(target.vars["bp028_kernel_apparmor_service"]).is_enabled
+    profiles: dict[str, str] = json.loads(target.output("aa-status --json"))["profiles"]
+    assert profiles, "no AppArmor profile loaded"
+    not_enforced = sorted(name for name, mode in profiles.items() if mode != "enforce")
+    assert not not_enforced, f"AppArmor profiles not in enforce mode: {not_enforced}"
+
+
+@pytest.mark.snc("12.10")
+@pytest.mark.bp028("R10")
+@pytest.mark.applies(recommendation="R10", role="bp028_kernel",
+                     when="bp028_kernel_modules_disabled_enabled")
+def test_module_loading_is_locked_after_boot(target: Target) -> None:
+    assert _sysctl_all(target).get("kernel.modules_disabled") == "1"
+    assert target.host.service(target.vars["bp028_kernel_modules_disabled_unit"]).is_enabled
+
+
+@pytest.mark.snc("9.6", "12.10")
+@pytest.mark.bp028("R5")
+@pytest.mark.applies(recommendation="R5", role="bp028_kernel",
+                     when="bp028_kernel_grub_password_enabled")
+def test_grub_menu_needs_the_superuser_password(target: Target) -> None:
+    config = target.output(f"cat {target.vars['bp028_kernel_grub_cfg']}")
+    user = target.vars["bp028_kernel_grub_superuser"]
+    assert f'set superusers="{user}"' in config
+    assert re.search(rf"^password_pbkdf2 {re.escape(user)} grub\.pbkdf2\.sha512\.\d+\.",
+                     config, re.MULTILINE), "no PBKDF2 password for the GRUB superuser"
+    # Booting stays unattended: every entry boots without the password, editing needs it.
+    entries = [line for line in config.splitlines() if line.lstrip().startswith("menuentry ")]
+    assert entries, "no boot entry in the GRUB configuration"
+    assert all("--unrestricted" in line for line in entries), entries
+
+
+@pytest.mark.snc("9.3", "12.10")
+@pytest.mark.bp028("R5", "R29")
+def test_grub_configuration_is_root_only(target: Target) -> None:
+    info = target.root(f"stat -c '%U %G %a' {target.vars['bp028_kernel_grub_cfg']}")
+    assert info.stdout.split() == ["root", "root", "600"], info
+
+
+@pytest.mark.snc("12.10")
 @pytest.mark.bp028("R10")
 def test_module_cannot_load(target: Target, module: str) -> None:
     dry_run = target.root(f"modprobe -n -v {module}")
@@ -133,6 +183,47 @@ def test_account_lockout(target: Target) -> None:
     assert conf.get("unlock_time") == str(target.vars["bp028_accounts_faillock_unlock_time"])
 
 
+def _login_defs(target: Target) -> dict[str, str]:
+    """login.defs ``KEY<spaces or tabs>value`` lines; comments skipped, last wins."""
+    text = target.host.file("/etc/login.defs").content_string
+    return {fields[0]: fields[1] for fields in (line.split(None, 1) for line in text.splitlines())
+            if len(fields) == 2 and not fields[0].startswith("#")}
+
+
+@pytest.mark.snc("9.5")
+@pytest.mark.bp028("R31", "R68")
+def test_password_ageing_and_hashing_defaults(target: Target) -> None:
+    defs = _login_defs(target)
+    assert defs.get("ENCRYPT_METHOD") == "YESCRYPT"
+    assert defs.get("YESCRYPT_COST_FACTOR") == str(
+        target.vars["bp028_accounts_yescrypt_cost_factor"])
+    assert (defs.get("PASS_MAX_DAYS"), defs.get("PASS_MIN_DAYS"), defs.get("PASS_WARN_AGE")) == (
+        str(target.vars["bp028_accounts_pass_max_days"]),
+        str(target.vars["bp028_accounts_pass_min_days"]),
+        str(target.vars["bp028_accounts_pass_warn_age"]))
+
+
+@pytest.mark.snc("9.5")
+@pytest.mark.bp028("R31")
+def test_root_password_is_aged(target: Target) -> None:
+    # shadow: name:hash:lastchg:min:max:warn:...
+    fields = target.output("getent shadow root").strip().split(":")
+    assert (fields[3], fields[4], fields[5]) == (
+        str(target.vars["bp028_accounts_pass_min_days"]),
+        str(target.vars["bp028_accounts_pass_max_days"]),
+        str(target.vars["bp028_accounts_pass_warn_age"]))
+
+
+@pytest.mark.snc("9.3")
+@pytest.mark.bp028("R36")
+@pytest.mark.applies(recommendation="R36", role="bp028_accounts")
+def test_default_umask(target: Target) -> None:
+    umask = str(target.vars["bp028_accounts_umask"])
+    assert _login_defs(target).get("UMASK") == umask
+    for shell in ("bash -lc umask", "bash -ic umask 2>/dev/null"):
+        assert target.host.check_output(shell).strip()[-3:] == umask[-3:], shell
+
+
 @pytest.mark.snc("9.6")
 @pytest.mark.bp028("R32")
 def test_idle_shells_time_out(target: Target) -> None:
@@ -166,3 +257,7 @@ def test_security_updates_are_scheduled(target: Target) -> None:
 def test_integrity_database_and_check_timer(target: Target) -> None:
     assert target.root(f"test -s {target.vars['bp028_integrity_database']}").rc == 0
     assert target.host.service("citadelle-aide-check.timer").is_enabled
+    sealed = {line.split()[0] for line in
+              target.output(f"cat {target.vars['bp028_integrity_config']}").splitlines()
+              if line.startswith("/") and line.split()[-1] == "Citadelle"}
+    assert set(target.vars["bp028_integrity_aide_paths"]) <= sealed

@@ -47,7 +47,25 @@ def privileged_cases(target: Target) -> Iterator[Case]:
         yield Case(command.rsplit("/", 1)[1], command)
 
 
-CASES = {"key": rule_key_cases, "command": privileged_cases}
+def _syscall_rule(rule: str) -> tuple[str, str, frozenset[str], str]:
+    """(arch, key, system calls, exit filter) of an ``-a`` rule, as written or as auditctl -l
+    prints it (``-k`` or ``-F key=``, system calls in any order)."""
+    arch = re.search(r"-F arch=(\w+)", rule)
+    key = re.search(r"(?:-k |-F key=)(\S+)", rule)
+    exit_filter = re.search(r"-F exit=(\S+)", rule)
+    calls = frozenset(c for group in re.findall(r"-S (\S+)", rule) for c in group.split(","))
+    return (arch.group(1) if arch else "", key.group(1) if key else "", calls,
+            exit_filter.group(1) if exit_filter else "")
+
+
+def syscall_rule_cases(target: Target) -> Iterator[Case]:
+    for rule in expected_rules(target):
+        if " -S " in rule:
+            arch, key, _, exit_filter = _syscall_rule(rule)
+            yield Case(f"{key}-{arch}{exit_filter}", rule)
+
+
+CASES = {"key": rule_key_cases, "command": privileged_cases, "syscall_rule": syscall_rule_cases}
 
 
 @pytest.mark.snc("12.6")
@@ -63,6 +81,36 @@ def test_auditd_is_running_and_enabled(target: Target) -> None:
 def test_audit_rules_with_key_are_loaded(target: Target, key: str) -> None:
     loaded = target.output("auditctl -l")
     assert f"key={key}" in loaded or f"-k {key}" in loaded
+
+
+@pytest.mark.snc("12.6")
+@pytest.mark.bp028("R73")
+def test_syscall_rule_is_loaded_for_its_architecture(target: Target, syscall_rule: str) -> None:
+    arch, key, calls, exit_filter = _syscall_rule(syscall_rule)
+    loaded = [_syscall_rule(line) for line in target.output("auditctl -l").splitlines()
+              if line.startswith("-a ")]
+    covered: set[str] = set()
+    for loaded_arch, loaded_key, loaded_calls, loaded_exit in loaded:
+        if (loaded_arch, loaded_key, loaded_exit) == (arch, key, exit_filter):
+            covered |= loaded_calls
+    assert calls <= covered, f"not loaded ({arch}, key {key}): {sorted(calls - covered)}"
+
+
+@pytest.mark.snc("12.6", "12.7")
+@pytest.mark.bp028("R73")
+def test_auditd_keeps_its_logs_and_acts_on_a_full_disk(target: Target) -> None:
+    conf = key_values(target.output(f"cat {target.vars['bp028_audit_auditd_conf_file']}"), "=")
+    wanted = {k: str(v) for k, v in target.vars["bp028_audit_auditd_conf"].items()}
+    assert {k: conf.get(k, "").lower() for k in wanted} == {k: v.lower() for k, v in
+                                                             wanted.items()}
+
+
+@pytest.mark.snc("12.6")
+@pytest.mark.bp028("R73")
+def test_process_accounting_records_processes(target: Target) -> None:
+    service = target.host.service(target.vars["bp028_audit_acct_service"])
+    assert service.is_enabled
+    assert target.root(f"test -s {target.vars['bp028_audit_acct_file']}").rc == 0
 
 
 @pytest.mark.snc("12.6", "9.6")

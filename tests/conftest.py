@@ -15,12 +15,14 @@ minutes, so it happens once per session.
 - ``log_collector`` (session): the lab's log collector (citadelle.lab.collector), started
   unless it runs already and then stopped at the end; the hardened clones upload to it.
 - ``hardened_converge`` / ``hardened_lab`` (session): one clone per node role (bastion,
-  gateway, node) converged with playbooks/site.yml through ansible-runner, then converged a
-  second time (the idempotency proof); ``hardened_lab`` is their LabInventory.
+  gateway, node) converged with playbooks/site.yml through ansible-runner (which reboots them
+  for the boot-time settings), then converged a second time (the idempotency proof);
+  ``hardened_lab`` is their LabInventory.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +131,8 @@ class HardenedLab:
     environment_inventory: Path  # the one the converge used, as `citadelle inventory` writes it
     first: harden.HardenResult
     second: harden.HardenResult
+    # Wall-clock time the first converge started: a node rebooted by it has a shorter uptime.
+    first_started: float
 
 
 @pytest.fixture(scope="session")
@@ -143,12 +147,13 @@ def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
         runs = tmp_path_factory.mktemp("harden")
         # The deploy pipeline's path: the environment's inventory from the lab target.
         converged = environment_inventory(inventory.clones, runs)
+        first_started = time.time()
         first = harden.run_playbook("site", converged, run_dir=runs / "first")
         assert first.ok, first.summary()
         second = harden.run_playbook("site", converged, run_dir=runs / "second")
         print(f"\nfirst converge: {first.elapsed:.0f} s, rerun: {second.elapsed:.0f} s")
         yield HardenedLab(lab=hardened, inventory=inventory, environment_inventory=converged,
-                          first=first, second=second)
+                          first=first, second=second, first_started=first_started)
     finally:
         factory.close()
         hardened.down()

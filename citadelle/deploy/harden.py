@@ -34,12 +34,31 @@ _MITOGEN = importlib.util.find_spec("ansible_mitogen")
 MITOGEN_STRATEGIES = Path(str(_MITOGEN and _MITOGEN.origin)).parent / "plugins" / "strategy"
 
 
+# The repository root is the citadelle.hardening collection (galaxy.yml): Ansible finds it, and
+# the roles their filter plugin, through a collections path where it is this very checkout.
+COLLECTIONS_DIR = REPO_ROOT / ".ansible-collections"
+
+
+def collections_dir(base: Path = COLLECTIONS_DIR) -> Path:
+    """``base`` holding ``ansible_collections/citadelle/hardening`` -> the repository root."""
+    link = base / "ansible_collections" / "citadelle" / "hardening"
+    target = Path(os.path.relpath(REPO_ROOT, link.parent))
+    if not (link.is_symlink() and Path(os.readlink(link)) == target):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    return base
+
+
 def ansible_env() -> dict[str, str]:
     """Environment of every Ansible run: project config, no colour, nothing sent outside."""
+    quiet = quiet_env({})
     return {
         # The quiet, sovereign tool-chain settings shared by every citadelle subprocess
         # (docs/sovereignty.md), collections from the pinned ansible package included.
-        **quiet_env({}),
+        **quiet,
+        "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
+            [str(collections_dir()), quiet["ANSIBLE_COLLECTIONS_PATH"]]),
         "ANSIBLE_CONFIG": str(ANSIBLE_CONFIG),
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_STRATEGY_PLUGINS": str(MITOGEN_STRATEGIES),
@@ -185,6 +204,9 @@ def harden(args: argparse.Namespace, *, extravars: Mapping[str, Any] | None = No
     if args.inventory is None:
         raise CitadelleError("harden: --inventory FILE is required (`citadelle inventory ENV` "
                              "writes one; the lab's: `citadelle lab harden`)")
+    extravars = dict(extravars or {})
+    if args.aide_rebaseline:
+        extravars["bp028_integrity_aide_rebaseline"] = True
     result = run_playbook(args.playbook, args.inventory, limit=args.limit, tags=args.tags,
                           check=args.check, extravars=extravars, run_dir=args.run_dir,
                           forks=args.forks, quiet=not args.verbose)
@@ -206,6 +228,9 @@ def add_harden_options(parser: argparse.ArgumentParser, *, inventory: Path | Non
     parser.add_argument("--forks", type=int, default=None, help="parallel hosts")
     parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
                         help="run folder (default: runs/harden-<UTC time>)")
+    parser.add_argument("--aide-rebaseline", action="store_true",
+                        help="rebuild the AIDE database from the nodes as they are now, after "
+                        "a legitimate change (BP-028 R76)")
     parser.add_argument("--verbose", action="store_true", help="stream Ansible's output")
 
 

@@ -85,6 +85,4 @@ def role_vars(settings: Settings) -> dict[str, Any]:
 
 def host_levels(settings: Settings) -> dict[str, str]:
     """Node role -> BP-028 hardening level (the bastion is held to its own, higher level)."""
-    hardening = settings.hardening
-    return {"bastion": hardening.bastion_level, "gateway": hardening.level,
-            "node": hardening.level}
+    return {role: settings.hardening.level_of(role) for role in ("bastion", "gateway", "node")}

@@ -439,6 +439,11 @@ class HardeningSettings(_Model):
     level: Literal["minimal", "intermediary", "enhanced", "high"] = "intermediary"
     bastion_level: Literal["minimal", "intermediary", "enhanced", "high"] = "enhanced"
 
+    def level_of(self, node_role: str) -> str:
+        """The BP-028 level of a node role (bastion, gateway, node): the one place deciding
+        each host's level; the inventories carry it as ``bp028_level`` per group."""
+        return self.bastion_level if node_role == "bastion" else self.level
+
 
 # --------------------------------------------------------------------------- kubernetes
 

@@ -3,7 +3,7 @@
 Layout under ``root`` (default ``.lab/``, gitignored)::
 
     cache/                         debootstrap's .deb cache
-    images/<recipe-hash>/          disk.qcow2, vmlinuz, initrd.img, recipe.json, timings.json
+    images/<recipe-hash>/          disk.qcow2 (GRUB installed), recipe.json, timings.json
     images/<recipe-hash>/golden-<machine-key>/   disk.qcow2 (overlay), state, golden.json
     keys/id_ed25519                lab SSH key (0600)       secrets/admin-password (0600)
 
@@ -175,7 +175,7 @@ class Lab:
             return cached
         with _locked(self.root / "build.lock"):
             return build_image(self.root / "images", self.root / "cache", recipe,
-                               self.credentials().password)
+                               self.credentials().password, self.spec.accel_args())
 
     def ensure_golden(self) -> Golden:
         """Boot the image cold once, wait for SSH, save RAM + disk; cached per machine key."""
@@ -199,7 +199,7 @@ class Lab:
         qmp.parent.mkdir(mode=0o700, exist_ok=True)
         create_overlay(golden.image.disk, disk)
         port = free_port()
-        args = vm_args(self.spec, golden.image, disk=disk, port=port, serial=serial, qmp=qmp)
+        args = vm_args(self.spec, disk=disk, port=port, serial=serial, qmp=qmp)
         marker = str(qmp)
         start = time.monotonic()
         pid = launch(args, work / "qemu.log", work / "pid")
@@ -306,7 +306,7 @@ class Lab:
         create_overlay(golden.disk, disk)
         qmp_path(directory).parent.mkdir(mode=0o700, exist_ok=True)
         port = free_port()
-        args = vm_args(self.spec, golden.image, disk=disk, port=port,
+        args = vm_args(self.spec, disk=disk, port=port,
                        serial=directory / "console.log", qmp=qmp_path(directory),
                        incoming=golden.state)
         (directory / "restore-start").write_text(f"{time.time():.3f}\n")

@@ -29,17 +29,26 @@ DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 DEFAULT_ADMIN_USER = "citadelle-admin"
 DEFAULT_ADMIN_GROUP = "citadelle-admins"
 DEFAULT_IMAGE_SIZE_MIB = 4096
-DEFAULT_KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0"
+# What GRUB adds to every kernel command line of the lab (its only console is the serial port).
+DEFAULT_KERNEL_CMDLINE = "console=ttyS0"
+# The root partition starts at 1 MiB: the gap before it holds GRUB's core image (BIOS boot).
+PARTITION_OFFSET_MIB = 1
+ROOT_LABEL = "citadelle-root"
+# Run as init by the image's first boot (direct kernel boot): installs GRUB, then powers off.
+GRUB_INSTALLER = "/usr/local/sbin/citadelle-install-grub"
+GRUB_INSTALLED_MARKER = "citadelle-lab: grub installed"
+GRUB_INSTALL_TIMEOUT_S = 900.0
 
 # What a Debian 12 server needs to boot under qemu and be driven by Ansible over SSH.
 BASE_PACKAGES: tuple[str, ...] = (
     "systemd-sysv", "systemd", "udev", "dbus", "openssh-server", "python3", "python3-apt",
     "sudo", "linux-image-amd64", "iproute2", "procps", "kmod", "ca-certificates", "netbase",
+    "grub-pc",
 )
 # Pre-installed so a hardening converge under TCG does not spend minutes downloading.
 HARDENING_PACKAGES: tuple[str, ...] = (
     "nftables", "chrony", "auditd", "aide", "aide-common", "libpam-pwquality",
-    "unattended-upgrades", "systemd-journal-remote",
+    "unattended-upgrades", "systemd-journal-remote", "apparmor", "acct",
 )
 # The initramfs only needs to find an ext4 root on a virtio disk: 6 MB instead of 36 MB.
 INITRAMFS_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_blk", "virtio_net", "ext4")
@@ -80,6 +89,26 @@ class ImageRecipe:
         data = dataclasses.asdict(self)
         data["files"] = {k: list(v) for k, v in sorted(self.files.items())}
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+# init of the image's first boot: the root filesystem is mounted read-write by the initramfs,
+# /dev, /proc and /sys are moved onto it; the script removes itself so clones never see it.
+# SysRq u remounts read-only (this script is still open, so `mount -o remount,ro` is refused).
+_GRUB_INSTALLER_SCRIPT = f"""#!/bin/sh
+set -e
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mountpoint -q /run || mount -t tmpfs tmpfs /run
+grub-install --target=i386-pc /dev/vda
+update-grub
+rm -f "$0"
+sync
+echo u > /proc/sysrq-trigger
+echo '{GRUB_INSTALLED_MARKER}'
+echo o > /proc/sysrq-trigger
+sleep 60
+"""
 
 
 def recipe_hash(recipe: ImageRecipe) -> str:
@@ -143,7 +172,16 @@ def default_recipe(
         "/etc/hostname": ("0644", "citadelle-lab\n"),
         "/etc/hosts": ("0644", "127.0.0.1\tlocalhost\n127.0.1.1\tcitadelle-lab\n"
                                "::1\tlocalhost ip6-localhost ip6-loopback\n"),
-        "/etc/fstab": ("0644", "/dev/vda\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"),
+        "/etc/fstab": ("0644", f"LABEL={ROOT_LABEL}\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"),
+        # GRUB on the serial console only (the lab has no display), the lab's console on the
+        # kernel command line; the roles add theirs in their own drop-in (99-...), after this one.
+        # quiet: kernel messages (audit, martians) on an emulated serial port slow boot down.
+        "/etc/default/grub.d/10-citadelle-lab.cfg": ("0644", (
+            "GRUB_TIMEOUT=1\nGRUB_TERMINAL=serial\n"
+            'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n'
+            f'GRUB_CMDLINE_LINUX="{DEFAULT_KERNEL_CMDLINE}"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'
+            "GRUB_DISABLE_OS_PROBER=true\n")),
+        GRUB_INSTALLER: ("0755", _GRUB_INSTALLER_SCRIPT),
         # qemu user-mode networking: DHCP on the one virtio NIC, DNS forwarder at 10.0.2.3.
         "/etc/systemd/network/80-lab-dhcp.network": (
             "0644", "[Match]\nType=ether\n\n[Network]\nDHCP=ipv4\n"),
@@ -181,6 +219,8 @@ def default_recipe(
         "for u in " + " ".join(DISABLED_UNITS) + '; do if systemctl cat "$u" >/dev/null 2>&1;'
         ' then systemctl disable "$u"; fi; done',
         "update-initramfs -u -k all",
+        # Later grub-pc upgrades reinstall GRUB where the first boot put it, without asking.
+        "echo 'grub-pc grub-pc/install_devices multiselect /dev/vda' | debconf-set-selections",
         "apt-get clean",
     )
     return ImageRecipe(
@@ -198,23 +238,14 @@ def default_recipe(
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """A built image directory: qcow2 disk plus the kernel and initramfs for direct boot."""
+    """A built image directory: a qcow2 disk with GRUB installed, booted from its own disk."""
 
     directory: Path
     recipe_hash: str
-    kernel_cmdline: str
 
     @property
     def disk(self) -> Path:
         return self.directory / "disk.qcow2"
-
-    @property
-    def kernel(self) -> Path:
-        return self.directory / "vmlinuz"
-
-    @property
-    def initrd(self) -> Path:
-        return self.directory / "initrd.img"
 
     @property
     def timings(self) -> dict[str, float]:
@@ -226,7 +257,7 @@ class BuiltImage:
 def find_image(images_dir: Path, recipe: ImageRecipe) -> BuiltImage | None:
     """The cached image for this recipe, if a complete build exists."""
     digest = recipe_hash(recipe)
-    image = BuiltImage(images_dir / digest, digest, recipe.kernel_cmdline)
+    image = BuiltImage(images_dir / digest, digest)
     if (image.directory / "complete").is_file():
         return image
     return None
@@ -236,8 +267,8 @@ def tool(name: str) -> str:
     """Absolute path of a host tool, or one actionable line saying how to get it."""
     path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if path is None:
-        raise CitadelleError(f"lab: {name} not found; run scripts/install "
-                             "(qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client)")
+        raise CitadelleError(f"lab: {name} not found; run scripts/install (qemu-system-x86 "
+                             "qemu-utils debootstrap e2fsprogs fdisk openssh-client)")
     return path
 
 
@@ -251,8 +282,11 @@ def _run(cmd: list[str], *, env: Mapping[str, str] | None = None, what: str) -> 
 
 
 def build_image(images_dir: Path, cache_dir: Path, recipe: ImageRecipe,
-                admin_password: str) -> BuiltImage:
-    """Build the image for ``recipe`` unless cached; needs root (debootstrap, mkfs -d)."""
+                admin_password: str, accel_args: list[str]) -> BuiltImage:
+    """Build the image for ``recipe`` unless cached; needs root (debootstrap, mkfs -d).
+
+    ``accel_args`` are the qemu accelerator arguments of the first boot (GRUB install).
+    """
     cached = find_image(images_dir, recipe)
     if cached is not None:
         return cached
@@ -284,13 +318,20 @@ def build_image(images_dir: Path, cache_dir: Path, recipe: ImageRecipe,
     timings["image_s"] = round(time.monotonic() - start, 1)
     timings["rootfs_mib"] = round(_tree_size(rootfs) / 2**20, 1)
     shutil.rmtree(rootfs)
+    start = time.monotonic()
+    _install_grub(work, accel_args)
+    timings["grub_install_boot_s"] = round(time.monotonic() - start, 1)
+    start = time.monotonic()
+    _run([tool("qemu-img"), "convert", "-O", "qcow2", str(work / "disk.raw"),
+          str(work / "disk.qcow2")], what="qemu-img convert")
+    (work / "disk.raw").unlink()
+    timings["convert_s"] = round(time.monotonic() - start, 1)
     timings["qcow2_mib"] = round((work / "disk.qcow2").stat().st_size / 2**20, 1)
-    timings["initrd_mib"] = round((work / "initrd.img").stat().st_size / 2**20, 1)
     (work / "recipe.json").write_text(recipe.as_json() + "\n")
     (work / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     (work / "complete").write_text(digest + "\n")
     work.rename(final)
-    return BuiltImage(final, digest, recipe.kernel_cmdline)
+    return BuiltImage(final, digest)
 
 
 def _customise(rootfs: Path, recipe: ImageRecipe, admin_password: str) -> None:
@@ -309,6 +350,8 @@ def _customise(rootfs: Path, recipe: ImageRecipe, admin_password: str) -> None:
 
 
 def _make_disk(rootfs: Path, work: Path, recipe: ImageRecipe) -> None:
+    """disk.raw: one bootable MBR partition from 1 MiB holding the root filesystem, plus the
+    kernel and initramfs copied out for the first boot (the GRUB install)."""
     kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
     initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
@@ -318,11 +361,40 @@ def _make_disk(rootfs: Path, work: Path, recipe: ImageRecipe) -> None:
     raw = work / "disk.raw"
     with raw.open("wb") as handle:
         handle.truncate(recipe.image_size_mib * 1024 * 1024)
-    _run([tool("mkfs.ext4"), "-q", "-L", "citadelle-root", "-d", str(rootfs), str(raw)],
+    table = (f"label: dos\nstart={PARTITION_OFFSET_MIB * 2048}, type=83, bootable\n")
+    proc = subprocess.run([tool("sfdisk"), "--quiet", "--no-reread", "--no-tell-kernel",
+                           str(raw)], input=table, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise CitadelleError(f"lab image: sfdisk failed: {proc.stderr.strip()}")
+    size_mib = recipe.image_size_mib - PARTITION_OFFSET_MIB
+    _run([tool("mkfs.ext4"), "-q", "-L", ROOT_LABEL, "-d", str(rootfs),
+          "-E", f"offset={PARTITION_OFFSET_MIB * 2**20}", str(raw), f"{size_mib}M"],
          what="mkfs.ext4")
-    _run([tool("qemu-img"), "convert", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
-         what="qemu-img convert")
-    raw.unlink()
+
+
+def _install_grub(work: Path, accel_args: list[str]) -> None:
+    """First boot of the image, kernel given by qemu, init = the GRUB installer: it writes
+    GRUB to the disk and grub.cfg from the image's own /etc/default/grub, then powers off."""
+    console = work / "install-console.log"
+    args = [tool("qemu-system-x86_64"), "-machine", "pc", *accel_args, "-m", "1024",
+            "-smp", "1", "-display", "none", "-monitor", "none", "-nodefaults",
+            "-no-reboot", "-serial", f"file:{console}",
+            "-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
+            "-append", f"root=/dev/vda1 rw console=ttyS0 panic=1 init={GRUB_INSTALLER}",
+            "-drive", f"file={work / 'disk.raw'},if=virtio,format=raw,cache=unsafe"]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True,
+                              timeout=GRUB_INSTALL_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise CitadelleError(f"lab image: the GRUB install boot did not power off within "
+                             f"{GRUB_INSTALL_TIMEOUT_S:.0f} s; see {console}") from None
+    text = console.read_text(errors="replace") if console.is_file() else ""
+    if proc.returncode != 0 or GRUB_INSTALLED_MARKER not in text:
+        tail = " | ".join(line.strip() for line in text.strip().splitlines()[-4:])
+        raise CitadelleError(f"lab image: GRUB install boot failed (qemu exit "
+                             f"{proc.returncode}): {tail or proc.stderr.strip()}")
+    for name in ("vmlinuz", "initrd.img"):
+        (work / name).unlink()
 
 
 def _remove_build_dir(work: Path) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from citadelle.environment.settings import HardeningSettings
+
 ROLES: tuple[str, ...] = ("bastion", "gateway", "node")
 ENVIRONMENT = "lab"
 
@@ -97,7 +99,12 @@ def render_inventory(clones: Sequence[Clone], user: str, key: Path, password_fil
                      control_path: str) -> dict[str, Any]:
     common = " ".join(f"-o {k}={v}" for k, v in ssh_options(key, control_path).items()
                       if k != "IdentityFile")
-    groups: dict[str, Any] = {role: {"hosts": {}} for role in ROLES}
+    # Each group's BP-028 level comes from the one place that decides it for every environment:
+    # the stack config's citadelle:hardening settings (their defaults here, as for `citadelle
+    # inventory` on a stack that sets none).
+    hardening = HardeningSettings()
+    groups: dict[str, Any] = {role: {"hosts": {}, "vars": {
+        "bp028_level": hardening.level_of(role)}} for role in ROLES}
     for clone in clones:
         groups[clone.role]["hosts"][clone.name] = {
             "ansible_host": "127.0.0.1",

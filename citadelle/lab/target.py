@@ -27,6 +27,7 @@ from citadelle.lab import collector, ntp
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.credentials import ensure_credentials
+from citadelle.lab.grub import ensure_grub_password_hash
 from citadelle.lab.image import host_mirrors
 from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
@@ -76,6 +77,8 @@ def lab_role_vars(root: Path = paths.LAB_DIR) -> dict[str, Any]:
         "bp028_time_ntp_servers": [collector.GUEST_ADDRESS],
         "bp028_audit_forward_url": f"https://{collector.GUEST_ADDRESS}:{collector.PORT}",
         **Collector(root).tls_vars(),
+        # The lab's own GRUB superuser password (BP-028 R5), for the environment's secret one.
+        "bp028_kernel_grub_password_hash": ensure_grub_password_hash(root),
     }
 
 

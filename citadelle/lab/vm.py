@@ -65,12 +65,11 @@ class MachineSpec:
             return ["-accel", "kvm", "-cpu", "host"]
         return ["-accel", "tcg,thread=multi", "-cpu", "qemu64"]
 
-    def shared_args(self, image: BuiltImage) -> list[str]:
+    def shared_args(self) -> list[str]:
+        """Booted by SeaBIOS and GRUB from the VM's own disk, as a server boots (no -kernel)."""
         return [
             QEMU, "-machine", "pc", *self.accel_args(),
             "-m", str(self.memory_mib), "-smp", str(self.cpus),
-            "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", image.kernel_cmdline,
             "-display", "none", "-monitor", "none", "-nodefaults",
             "-device", "virtio-rng-pci", "-device", "vmgenid",
             "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
@@ -80,13 +79,13 @@ class MachineSpec:
 
     def key(self, image: BuiltImage, version: str) -> str:
         """Golden snapshot cache key: image recipe hash, qemu version and shared arguments."""
-        data = json.dumps([image.recipe_hash, version, self.shared_args(image)])
+        data = json.dumps([image.recipe_hash, version, self.shared_args()])
         return hashlib.sha256(data.encode()).hexdigest()
 
 
-def vm_args(spec: MachineSpec, image: BuiltImage, *, disk: Path, port: int, serial: Path,
+def vm_args(spec: MachineSpec, *, disk: Path, port: int, serial: Path,
             qmp: Path, incoming: Path | None = None) -> list[str]:
-    args = [a.format(port=port, disk=disk) for a in spec.shared_args(image)]
+    args = [a.format(port=port, disk=disk) for a in spec.shared_args()]
     args += ["-serial", f"file:{serial}", "-qmp", f"unix:{qmp},server=on,wait=off"]
     if incoming is not None:
         args += ["-incoming", f"exec:cat '{incoming}'"]

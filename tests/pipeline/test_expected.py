@@ -31,13 +31,12 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def test_role_defaults_render_with_the_group_level():
-    # Without an inventory level, the roles' own defaults by group apply.
-    assert Expected({"group_names": ["bastion"]})["bp028_kernel_level"] == "enhanced"
-    assert Expected({"group_names": ["node"]})["bp028_audit_level"] == "intermediary"
-    # The inventory's level (citadelle:hardening) wins.
+def test_role_level_is_the_inventory_level():
+    # One place decides each host's level: citadelle:hardening, as bp028_level per group.
     assert Expected({"group_names": ["bastion"], "bp028_level": "high"})["bp028_ssh_level"] == \
         "high"
+    assert Expected({"group_names": ["node"], "bp028_level": "intermediary"})[
+        "bp028_audit_level"] == "intermediary"
 
 
 def test_playbook_group_vars_apply_to_their_group():

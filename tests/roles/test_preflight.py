@@ -7,6 +7,7 @@ with its own variables, so each host fails with its own message, or passes.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,22 @@ import pytest
 import yaml
 
 from citadelle.deploy import harden
+from citadelle.environment.settings import HardeningSettings
+from citadelle.lab.grub import grub_pbkdf2
 from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR, ROLES_DIR
 
 pytestmark = pytest.mark.unit
 
 # Valid endpoints of a made-up environment; each case below breaks one thing.
 VALID: dict[str, Any] = {
+    "bp028_level": "intermediary",
     "bp028_firewall_admin_cidrs": ["10.30.1.0/27"],
     "bp028_time_ntp_servers": ["ntp1.example.internal"],
     "bp028_audit_forward_url": "https://logs.example.internal:19532",
     "bp028_packages_mirror_url": "http://mirror.example.internal/debian",
     "bp028_packages_security_mirror_url": "http://mirror.example.internal/debian-security",
+    "bp028_kernel_grub_password_hash": grub_pbkdf2(secrets.token_urlsafe(16),
+                                                   secrets.token_bytes(64)),
 }
 # (case, variables replaced or removed (None), expected words of the one-line refusal)
 BAD_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
@@ -37,6 +43,8 @@ BAD_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("cleartext-log-collector", {"bp028_audit_forward_url": "http://logs.example.internal"},
      ["https://", "http://logs.example.internal"]),
     ("unknown-level", {"bp028_level": "maximal"}, ["must be one of", "maximal"]),
+    # The inventory decides each host's level (citadelle:hardening): no silent default.
+    ("no-level", {"bp028_level": None}, ["bp028_level", "undefined"]),
     ("short-passwords", {"bp028_accounts_pwquality_minlen": 8}, ["minlen must be >= 15"]),
     ("weak-cipher", {"bp028_ssh_ciphers": ["aes128-cbc"]}, ["CBC"]),
     ("admin-not-in-ssh-group", {"bp028_ssh_admin_group": "nobody-group"},
@@ -44,9 +52,21 @@ BAD_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unknown-sysctl-override", {"bp028_kernel_sysctl_overrides": {"net.bogus": 1}},
      ["unknown keys", "net.bogus"]),
     ("removes-sshd", {"bp028_packages_absent": ["openssh-server"]}, ["openssh-server"]),
+    # The GRUB drop-in is sourced by update-grub: a quote or a space would break every boot entry.
+    ("broken-kernel-parameter", {"bp028_kernel_boot_extra_params": ['quiet" GRUB_TIMEOUT=0']},
+     ["bp028_kernel_boot_extra_params", "invalid parameters", "GRUB_TIMEOUT=0"]),
+    ("cleartext-grub-password", {"bp028_kernel_grub_password_hash": "hunter2hunter2"},
+     ["bp028_kernel_grub_password_hash", "grub-mkpasswd-pbkdf2"]),
+    ("weak-grub-hash", {"bp028_kernel_grub_password_hash": grub_pbkdf2(
+        secrets.token_urlsafe(16), secrets.token_bytes(64), iterations=1000)},
+     ["at least 10000 iterations"]),
+    ("no-grub-password", {"bp028_kernel_grub_password_hash": None},
+     ["bp028_kernel_grub_password_hash"]),
 ]
 LEVELS = ["minimal", "intermediary", "enhanced", "high"]
-GROUP_LEVELS = {"bastion": "enhanced", "gateway": "intermediary", "node": "intermediary"}
+# The levels the inventories give each group when the stack config sets none.
+GROUP_LEVELS = {group: HardeningSettings().level_of(group) for group in ("bastion", "gateway",
+                                                                          "node")}
 
 
 def host_vars(changes: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +89,10 @@ def preflight(tmp_path_factory: pytest.TempPathFactory) -> harden.HardenResult:
     for values in hosts.values():
         for key, value in local.items():
             values.setdefault(key, value)
-    # No bp028_level: the group decides (enhanced on the bastion, intermediary elsewhere).
-    groups = {group: {"hosts": {f"group-{group}": {**host_vars({}), **local}}}
-              for group in GROUP_LEVELS}
+    # The level as the inventories set it: a group variable (citadelle inventory, lab outputs).
+    groups = {group: {"vars": {"bp028_level": level},
+                      "hosts": {f"group-{group}": {**host_vars({"bp028_level": None}), **local}}}
+              for group, level in GROUP_LEVELS.items()}
     inventory = base / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts, "children": groups}}))
     return harden.run_playbook(PLAYBOOKS_DIR / "harden.yml", inventory, tags="citadelle_preflight",
@@ -116,6 +137,6 @@ def test_level_selects_the_reference_recommendations(preflight: harden.HardenRes
 
 @pytest.mark.parametrize(("group", "level"), GROUP_LEVELS.items())
 @pytest.mark.parametrize("role", sorted(p.name for p in ROLES_DIR.glob("bp028_*")))
-def test_default_level_is_enhanced_on_the_bastion_only(preflight: harden.HardenResult,
+def test_group_level_from_the_inventory_selects_the_recommendations(preflight: harden.HardenResult,
                                                        group: str, level: str, role: str) -> None:
     assert preflight.facts[f"group-{group}"][f"{role}_applicable"] == applicable_ids(level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from citadelle.deploy import roledoc
-from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR
+from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -134,7 +135,40 @@ def test_os_specifics_live_in_vars(role: Path) -> None:
 def test_level_option_offers_the_reference_levels(role: Path) -> None:
     level = spec(role)["main"]["options"][f"{role.name}_level"]
     assert " < ".join(level["choices"]) in LEVELS
-    assert load(role / "vars" / "main.yml")[f"{role.name}_levels"] == level["choices"]
+    # One resolution for every role: the collection's filter, over the shipped reference.
+    assert list(bp028_filter().LEVELS) == level["choices"]
+    assert f"{role.name}_level | citadelle.hardening.bp028_applicable" in (
+        role / "tasks" / "validate.yml").read_text()
+
+
+def bp028_filter() -> Any:
+    path = REPO_ROOT / "plugins" / "filter" / "bp028.py"
+    module_spec = importlib.util.spec_from_file_location("citadelle_bp028_filter", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("level", ["minimal", "intermediary", "enhanced", "high"])
+def test_filter_resolves_levels_cumulatively_from_the_reference(level: str) -> None:
+    reference = load(REFERENCE_DIR / "anssi-bp028.yaml")["recommendations"]
+    order = ["minimal", "intermediary", "enhanced", "high"]
+    expected = [r["id"] for r in reference if order.index(r["level"]) <= order.index(level)]
+    assert bp028_filter().bp028_applicable(level) == expected
+
+
+def test_filter_refuses_an_unknown_level() -> None:
+    with pytest.raises(Exception, match="unknown BP-028 level 'maximal'"):
+        bp028_filter().bp028_applicable("maximal")
+
+
+def test_collection_ships_roles_plugin_and_reference() -> None:
+    galaxy = load(REPO_ROOT / "galaxy.yml")
+    assert (galaxy["namespace"], galaxy["name"]) == ("citadelle", "hardening")
+    ignored = set(galaxy["build_ignore"])
+    assert {"roles", "plugins", "reference", "reference/anssi-bp028.yaml"}.isdisjoint(ignored)
+    assert {"citadelle", "tests", "infra"} <= ignored
 
 
 def test_bastion_forwards_tcp_for_proxyjump_only() -> None:

@@ -8,16 +8,17 @@ endpoints, never from literals here.
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 import testinfra
 import yaml
 
 from citadelle.deploy import harden
+from citadelle.environment.settings import HardeningSettings
 from citadelle.lab import Lab, LabInventory
 from citadelle.lab.target import lab_role_vars
 from citadelle.paths import PLAYBOOKS_DIR, ROLES_DIR
@@ -45,10 +46,8 @@ def group_vars(group: str) -> dict[str, Any]:
 
 
 def level_of(host: str) -> str:
-    """The roles' default level for the clone's group (the lab inventory sets no bp028_level)."""
-    default = role_vars("bp028_kernel")["bp028_kernel_level"]
-    return jinja2.Environment(autoescape=False).from_string(default).render(
-        group_names=[CLONES[host]])
+    """The level the lab inventory gives the clone's group (citadelle:hardening defaults)."""
+    return HardeningSettings().level_of(CLONES[host])
 
 
 def at_least(host: str, level: str) -> bool:
@@ -71,6 +70,7 @@ class Hardened:
     inventory: LabInventory
     first: harden.HardenResult
     second: harden.HardenResult
+    first_started: float
     _cache: dict[tuple[str, str], str]
 
     def root(self, host: str, command: str) -> str:
@@ -90,7 +90,8 @@ class Hardened:
 def hardened(hardened_converge: Any) -> Hardened:
     """The session's converge (tests/conftest.py), shared with the pipeline tests."""
     return Hardened(lab=hardened_converge.lab, inventory=hardened_converge.inventory,
-                    first=hardened_converge.first, second=hardened_converge.second, _cache={})
+                    first=hardened_converge.first, second=hardened_converge.second,
+                    first_started=hardened_converge.first_started, _cache={})
 
 
 # -- convergence ---------------------------------------------------------------------------
@@ -193,13 +194,62 @@ def test_sysctl_values_are_live(hardened: Hardened, host: str, key: str, value: 
     assert live[key].split() == value.split()
 
 
-@pytest.mark.bp028("R7", "R8")
+# -- boot-time settings: the converge reboots, GRUB boots the kernel with the roles' line -------
+
+
+@pytest.mark.bp028("R5")
 @pytest.mark.parametrize("host", HOSTS)
-def test_boot_parameters_are_written_for_grub(hardened: Hardened, host: str) -> None:
-    text = hardened.root(host, f"cat {KERNEL['bp028_kernel_grub_dropin']}")
+def test_node_rebooted_unattended_through_the_password_protected_grub(hardened: Hardened,
+                                                                       host: str) -> None:
+    uptime = float(hardened.root(host, "cat /proc/uptime").split()[0])
+    # A restored clone's uptime counts from the golden VM's boot: only a reboot during the
+    # first converge makes it shorter than the time since that converge started.
+    assert uptime < time.time() - hardened.first_started
+    grub_cfg = hardened.root(host, f"cat {KERNEL['bp028_kernel_grub_cfg']}")
+    assert f'set superusers="{KERNEL["bp028_kernel_grub_superuser"]}"' in grub_cfg
+    # Booted by GRUB from the clone's own disk, not by qemu -kernel.
+    assert hardened.root(host, "cat /proc/cmdline").startswith("BOOT_IMAGE=")
+
+
+@pytest.mark.bp028("R7", "R8", "R33", "R45")
+@pytest.mark.parametrize("host", HOSTS)
+def test_running_kernel_has_the_boot_parameters(hardened: Hardened, host: str) -> None:
+    running = hardened.root(host, "cat /proc/cmdline").split()
     boot = KERNEL["bp028_kernel_boot_recommendations"]
-    assert all(param in text for param in boot["R8"])
-    assert all(param in text for param in boot["R7"]) == at_least(host, "enhanced")
+    assert set(boot["R8"] + boot["R33"]) <= set(running), running
+    if at_least(host, "enhanced"):
+        assert set(boot["R7"] + boot["R45"]) <= set(running), running
+    else:
+        assert not set(boot["R7"]) & set(running), running
+
+
+@pytest.mark.bp028("R10", "R45")
+@pytest.mark.parametrize("host", HOSTS)
+def test_apparmor_and_module_lock_from_enhanced(hardened: Hardened, host: str) -> None:
+    locked = hardened.root(host, "cat /proc/sys/kernel/modules_disabled").strip()
+    assert (locked == "1") == at_least(host, "enhanced")
+    if at_least(host, "enhanced"):
+        status = hardened.root(host, "aa-status --json")
+        assert '"enforce"' in status and '"complain"' not in status, status
+
+
+@pytest.mark.bp028("R5")
+def test_broken_kernel_parameter_is_refused_before_any_change(hardened: Hardened,
+                                                              tmp_path: Path) -> None:
+    host = "hd-node"
+    dropin = KERNEL["bp028_kernel_grub_dropin"]
+    before = hardened.root(host, f"sha256sum {dropin} {KERNEL['bp028_kernel_grub_cfg']}")
+    bad = harden.run_playbook(
+        "site", hardened.inventory.inventory, limit=host, tags="bp028_kernel_boot",
+        extravars={**LAB_VARS, "bp028_kernel_boot_extra_params": ['quiet" GRUB_TIMEOUT=0']},
+        run_dir=tmp_path / "bad-grub")
+    assert not bad.ok
+    assert [f.task for f in bad.failures] == [
+        "Citadelle | Check the kernel parameters are plain words "
+        "(the GRUB drop-in is sourced by a shell)"]
+    assert bad.hosts[host].changed == 0
+    hardened._cache.pop((host, f"sha256sum {dropin} {KERNEL['bp028_kernel_grub_cfg']}"))
+    assert hardened.root(host, f"sha256sum {dropin} {KERNEL['bp028_kernel_grub_cfg']}") == before
 
 
 @pytest.mark.parametrize("module", KERNEL["bp028_kernel_modules_blacklist"][:4])

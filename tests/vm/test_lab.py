@@ -39,7 +39,7 @@ def test_recipe_hash_is_stable():
 @pytest.mark.parametrize("change", [
     {"packages": (*_recipe().packages, "lynis")},
     {"mirror": "http://ftp.fr.debian.org/debian"},
-    {"kernel_cmdline": "root=/dev/vda rw console=ttyS0 slab_nomerge"},
+    {"kernel_cmdline": "console=ttyS0 slab_nomerge"},
     {"commands": (*_recipe().commands, "true")},
     {"files": {**_recipe().files, "/etc/issue": ("0644", "lab\n")}},
     {"admin_user": "operator"},
@@ -72,7 +72,7 @@ def test_cached_image_is_found_only_for_its_recipe(tmp_path: Path):
 def test_snapshot_key_changes_with_machine_args(change, tmp_path: Path):
     from citadelle.lab.image import BuiltImage
 
-    image = BuiltImage(tmp_path, "0" * 64, "root=/dev/vda rw console=ttyS0")
+    image = BuiltImage(tmp_path, "0" * 64)
     base = MachineSpec()
     assert MachineSpec(**change).key(image, "QEMU 7.2") != base.key(image, "QEMU 7.2")
     assert base.key(image, "QEMU 8.2") != base.key(image, "QEMU 7.2")
@@ -129,6 +129,18 @@ def test_image_is_cached_under_its_recipe_hash(lab: Lab):
     assert image.directory.name == recipe_hash(lab.recipe())
     assert (image.directory / "complete").is_file()
     assert lab.build_image().directory == image.directory
+    # Booted from its own disk: no kernel or initramfs handed to qemu.
+    assert not (image.directory / "vmlinuz").exists()
+    assert "-kernel" not in lab.spec.shared_args()
+
+
+@pytest.mark.vm
+def test_clone_boots_through_grub_from_its_partitioned_disk(lab: Lab, pair):
+    cmdline = lab.ssh("lab-b", "cat /proc/cmdline").stdout.split()
+    assert cmdline[0].startswith("BOOT_IMAGE=/boot/vmlinuz-")  # set by GRUB
+    assert any(word.startswith("root=UUID=") for word in cmdline)
+    assert lab.ssh("lab-b", "findmnt -n -o SOURCE /").stdout.strip() == "/dev/vda1"
+    assert "set timeout=1" in lab.ssh("lab-b", "cat /boot/grub/grub.cfg", sudo=True).stdout
 
 
 @pytest.mark.vm
