@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.sovereignty",
     "citadelle.secretscan",
     "citadelle.lab.commands",
+    "citadelle.lab.source_command",
     "citadelle.cloudlab.command",
     "citadelle.audit.command",
     "citadelle.harden",
@@ -27,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "citadelle.checks_runner",
     "citadelle.deploy",
     "citadelle.report",
+    "citadelle.migrate.command",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -124,11 +124,14 @@ def create_overlay(backing: Path, overlay: Path) -> None:
         raise CitadelleError(f"lab: qemu-img create {overlay} failed: {proc.stderr.strip()}")
 
 
-def launch(args: list[str], log: Path, pid_file: Path) -> int:
-    """Start a lab process (qemu, the log collector) in its own session; record its PID."""
+def launch(args: list[str], log: Path, pid_file: Path,
+           env: dict[str, str] | None = None) -> int:
+    """Start a lab process (qemu, the log collector, the migration source) in its own session;
+    record its PID. ``env`` adds to the inherited environment (secrets stay out of argv)."""
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **env} if env else None)
     _CHILDREN[proc.pid] = proc
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
