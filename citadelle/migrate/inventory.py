@@ -74,6 +74,8 @@ def source_client(source: SourceAccess) -> Any:
         account_url=source.url,
         credential={"account_name": source.account, "account_key": source.key},
         connection_verify=str(source.ca_file) if source.ca_file else True,
+        # An unreachable source is reported in seconds, not after minutes of back-off.
+        retry_total=3, retry_connect=2, retry_backoff_factor=0.5, connection_timeout=10,
     )
 
 
