@@ -579,6 +579,7 @@ def _start_swift(secrets: Secrets) -> dict[str, int]:
         SWIFT, prefix=secrets.swift_hash_prefix, suffix=secrets.swift_hash_suffix,
         swift_password=secrets.swift_password,
         root_secret_id=ROOT_SECRET_ID_FILE.read_text().strip(), cert=cert, key=key,
+        info_key=pysecrets.token_urlsafe(24),
     )
     swift.build_rings(SWIFT)
     pids = _start(swift.SERVERS)

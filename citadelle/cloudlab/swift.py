@@ -91,6 +91,10 @@ class SwiftFiles:
     def keymaster_conf(self) -> Path:
         return self.etc / "keymaster.conf"
 
+    @property
+    def info_key_file(self) -> Path:
+        return self.etc / "info-key"
+
 
 def new_hash_salts() -> tuple[str, str]:
     """swift.conf's hash path prefix and suffix: secret, fixed for the cluster's lifetime."""
@@ -124,7 +128,7 @@ def _common(files: SwiftFiles, port: int, name: str) -> dict[str, str]:
 
 def render_configs(
     files: SwiftFiles, *, prefix: str, suffix: str, swift_password: str, root_secret_id: str,
-    cert: Path, key: Path,
+    cert: Path, key: Path, info_key: str,
 ) -> None:
     files.etc.mkdir(parents=True, exist_ok=True)
     files.etc.chmod(0o700)
@@ -147,6 +151,7 @@ def render_configs(
         }))
     proxy_common = {k: v for k, v in _common(files, SWIFT_PORTS.proxy, "proxy-server").items()
                     if k not in ("devices", "mount_check")}
+    _write_private(files.info_key_file, info_key + "\n")
     _write_private(files.conf("swift-proxy"), configs.render({
         "DEFAULT": {**proxy_common, "cert_file": str(cert), "key_file": str(key)},
         "pipeline:main": {"pipeline": " ".join((
@@ -154,7 +159,10 @@ def render_configs(
             "authtoken", "keystoneauth", "copy", "slo", "dlo", "versioned_writes", "symlink",
             # Encryption sits last before the proxy: everything stored is encrypted.
             "kms_keymaster", "encryption", "proxy-logging", "proxy-server"))},
-        "app:proxy-server": {"use": "egg:swift#proxy", "account_autocreate": "true"},
+        # The admin section of /info (encryption among it) answers requests signed with
+        # info_key: the provider hands that key to the cloud audit.
+        "app:proxy-server": {"use": "egg:swift#proxy", "account_autocreate": "true",
+                             "expose_info": "true", "admin_key": info_key},
         "filter:catch_errors": {"use": "egg:swift#catch_errors"},
         "filter:gatekeeper": {"use": "egg:swift#gatekeeper"},
         "filter:healthcheck": {"use": "egg:swift#healthcheck"},

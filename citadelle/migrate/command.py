@@ -16,6 +16,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
            "projection").set_defaults(func=_plan)
     copy = common("copy", "copy the manifest's objects with rclone, shard by shard (resumable)")
     copy.add_argument("--manifest", type=Path, help="source manifest (default: the run's)")
+    copy.add_argument("--gateway", metavar="CLONE", help="lab only: run the engine on this "
+                      "gateway clone, its egress closed to all but the channel")
+    copy.add_argument("--lab-run-dir", type=Path, help="lab only: the run directory of the "
+                      "clones (default: .lab)")
     copy.set_defaults(func=_copy)
     verify = common("verify", "read every destination object back, compare size and SHA-256 "
                     "with the source manifest, write evidence")
@@ -153,6 +158,8 @@ def _copy(args: argparse.Namespace) -> int:
     run.mkdir(parents=True)
     started = manifest.now()
     cas = [p for p in {ctx.source.ca_file, ctx.destination.ca_file} if p is not None]
+    runner = _gateway_runner(args, ctx, cas)
+    gateways = [f"lab clone {args.gateway}"] if runner else list(ctx.gateways)
     results = []
     for index, shard in enumerate(shards):
         by_container: dict[str, list[str]] = {}
@@ -164,14 +171,18 @@ def _copy(args: argparse.Namespace) -> int:
             files_from = run / f"{label}.files"
             files_from.write_text("".join(f"{n}\n" for n in names))
             log = run / f"{label}.log"
-            args_ = engine.copy_args(ctx, container, files_from, log, cas)
-            result = engine.run_local(args_, engine.remote_env(ctx), label, log)
+            if runner is None:
+                args_ = engine.copy_args(ctx, container, files_from, log, cas)
+                result = engine.run_local(args_, engine.remote_env(ctx), label, log)
+            else:
+                result = runner(container, files_from, log)
             results.append(result)
-            print(f"{label} on {shard.gateway}: {result.transfers} objects, {result.bytes} "
+            print(f"{label} on {gateways[0] if runner else shard.gateway}: {result.transfers} "
+                  f"objects, {result.bytes} "
                   f"bytes moved, {result.errors} errors (rclone exit {result.returncode})")
     record = {
         "environment": ctx.environment, "started": started, "finished": manifest.now(),
-        "gateways": list(ctx.gateways), "engine": engine.version(),
+        "gateways": gateways, "engine": engine.version(),
         "source": ctx.source.url, "destination": ctx.destination.storage_url,
         "container": ctx.destination.container,
         "manifest_sha256": manifest.digest(data),
@@ -186,6 +197,34 @@ def _copy(args: argparse.Namespace) -> int:
               "rerun to resume", file=sys.stderr)
         return 1
     return 0
+
+
+Runner = Callable[[str, Path, Path], engine.ShardResult]
+
+
+def _gateway_runner(args: argparse.Namespace, ctx: MigrationContext,
+                    cas: list[Path]) -> Runner | None:
+    """In the lab with --gateway: each shard runs on that clone (the dedicated channel)."""
+    if not args.gateway:
+        return None
+    if not ctx.lab:
+        raise CitadelleError("--gateway names a lab clone: use it with --lab (in production "
+                             "the shards go to the environment's transfer gateways)")
+    from citadelle.lab import Lab  # noqa: PLC0415
+    from citadelle.migrate import gateway  # noqa: PLC0415
+
+    lab = Lab(run_dir=args.lab_run_dir) if args.lab_run_dir else Lab()
+    clone = next((c for c in lab.status() if c.name == args.gateway), None)
+    if clone is None or not clone.alive or clone.role != "gateway":
+        raise CitadelleError(f"--gateway {args.gateway}: no running lab clone of role gateway "
+                             "by that name (citadelle lab up --clones NAME=gateway)")
+    target = gateway.Gateway(lab, args.gateway)
+    [ca] = set(cas)  # one lab CA signs both ends
+
+    def run(container: str, files_from: Path, log: Path) -> engine.ShardResult:
+        return gateway.run_shard(target, ctx, container, files_from, log, ca_file=ca)
+
+    return run
 
 
 def _latest_copy(ctx: MigrationContext) -> dict[str, Any] | None:
