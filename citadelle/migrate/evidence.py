@@ -52,6 +52,9 @@ def check(path: Path) -> list[str]:
         content = read_json(file, f"{side} manifest")
         if manifest.digest(content) != record.get("manifest_sha256"):
             problems.append(f"{side} manifest {file.name} does not match its recorded digest")
+        if content.get("kind") != manifest.KIND or not isinstance(content.get("objects"), list):
+            problems.append(f"{side} manifest {file.name} is not a migration manifest")
+            continue
         totals = content.get("totals", {})
         if (totals.get("objects"), totals.get("bytes")) != (record.get("objects"),
                                                             record.get("bytes")):

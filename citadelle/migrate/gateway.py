@@ -3,7 +3,7 @@
 The gateway clone reaches the host's loopback services as 10.0.2.2 (QEMU user networking), where
 the lab's source (Azurite), Keystone and Swift answer; their certificates are valid for that
 address. Before a shard runs, the gateway's egress is closed to everything but those three
-(BP-028 R29 style: what the host needs, nothing else): an nftables ``output`` chain with policy
+(BP-028 R80: only the flows the host needs): an nftables ``output`` chain with policy
 drop, admitting established flows, loopback and the channel's endpoints. A connection to any
 other destination fails in the gateway's kernel (EPERM), whatever the software asks for.
 

@@ -294,3 +294,59 @@ def test_objects_are_encrypted_at_rest_under_a_barbican_root_secret(
         assert not any(form in text for form in forms), conf
         assert b"encryption_root_secret" not in text, conf
     assert key_id in lab.SWIFT.keymaster_conf.read_text()
+
+
+# --- the dedicated channel: the copy on the transfer gateway clone, fenced by nftables
+
+
+def _connect_from(gateway: Any, port: int) -> str:
+    """Open a TCP connection from the clone to the host's loopback port; bash says how it went."""
+    proc = gateway._ssh(f"timeout 10 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}' 2>&1; "
+                        "echo exit=$?")
+    return proc.stdout.decode(errors="replace").strip()
+
+
+@pytest.mark.vm
+@pytest.mark.snc("13.2", "12.14")
+@pytest.mark.bp028("R80")
+def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destinations(
+        migrated: dict[str, Any], member: Any, run_dir: Path, lab_clones: Any) -> None:
+    from citadelle.lab.vm import free_port
+    from citadelle.migrate.gateway import TABLE, Gateway
+
+    inventory = lab_clones({"mig-gw": "gateway"})
+    gateway = Gateway(lab_clones.lab, "mig-gw")
+    other_port = free_port()
+    # Another destination on the host: reachable from the clone until the channel is fenced.
+    other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                              str(other_port)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        assert _connect_from(gateway, other_port).endswith("exit=0")
+        empty_destination(member)
+        started = time.monotonic()
+        migrate("copy", run_dir, "--gateway", "mig-gw", "--lab-run-dir",
+                str(lab_clones.lab.run_dir), check=0)
+        seconds = time.monotonic() - started
+        verify = migrate("verify", run_dir, check=0)
+        assert "verified, every byte" in verify.stdout
+        evidence = json.loads(latest(run_dir, "verify-*/evidence.json").read_text())
+        assert evidence["gateways"] == ["lab clone mig-gw"] and evidence["ok"] is True
+        # The fence stays: the other destination is refused by the clone's kernel (EPERM),
+        # not by Citadelle, and the refusal is counted by the fence's last rule.
+        refused = _connect_from(gateway, other_port)
+        assert "Operation not permitted" in refused and not refused.endswith("exit=0")
+        rclone = gateway._ssh("citadelle-transfer/rclone lsf --http-url "
+                              f"http://10.0.2.2:{other_port}/ :http: 2>&1; echo exit=$?")
+        assert "operation not permitted" in rclone.stdout.decode().lower()
+        ruleset = gateway.ruleset()
+        assert f"table inet {TABLE}" in ruleset and "policy drop" in ruleset
+        dropped = re.search(r"counter packets (\d+)", ruleset)
+        assert dropped is not None and int(dropped.group(1)) >= 2
+        print(f"\ncopy of {SEED_OBJECTS} objects through the gateway clone: {seconds:.1f} s "
+              f"(host: {migrated['copy_seconds']:.1f} s)")
+    finally:
+        other.terminate()
+        other.wait(timeout=10)
+    assert inventory.clone("mig-gw").role == "gateway"

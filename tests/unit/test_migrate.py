@@ -122,3 +122,17 @@ def test_gateway_egress_admits_the_channel_only() -> None:
     assert "policy drop;" in rules
     assert "ip daddr 10.0.2.2 tcp dport { 15000, 17443, 18080 } accept" in rules
     assert rules.count("accept") == 3  # established, loopback, the channel
+
+
+def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Path) -> None:
+    from citadelle.report import migration_evidence
+
+    folder = tmp_path / "migrate" / "dev-lab" / "verify-20261204T000000Z"
+    folder.mkdir(parents=True)
+    path = _evidence(folder)
+    [row] = migration_evidence("dev", base=tmp_path)
+    assert (row.ok, row.objects, row.bytes, row.recheck) == (True, 1, 1, "holds")
+    (folder / "source-manifest.json").write_text("{}")
+    [row] = migration_evidence("dev", base=tmp_path)
+    assert "source manifest source-manifest.json does not match its recorded digest" in row.recheck
+    assert path.is_file() and migration_evidence("prod", base=tmp_path) == []
