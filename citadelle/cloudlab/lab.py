@@ -65,7 +65,7 @@ class UpResult:
     pids: dict[str, int]
 
 
-def _port(service: str) -> int:
+def service_port(service: str) -> int:
     if service.startswith("swift-"):
         swift_port: int = getattr(swift.SWIFT_PORTS, service.removeprefix("swift-"))
         return swift_port
@@ -165,7 +165,7 @@ def _uwsgi_command(
     cmd = [
         str(UWSGI),
         "--plugin", "python3",
-        "--http-socket", f"{HOST}:{_port(service)}",
+        "--http-socket", f"{HOST}:{service_port(service)}",
         # Without it clients reusing keep-alive connections hang on uwsgi's http-socket.
         "--add-header", "Connection: close",
         "--master", "--processes", "1", "--threads", "1",
@@ -242,9 +242,9 @@ def _start(names: Sequence[str]) -> dict[str, int]:
         name: (cmd, {}) for name, cmd in swift.commands(SWIFT).items()}}
     pids = _read_pids()
     for name in names:
-        if _port_in_use(_port(name)):
+        if _port_in_use(service_port(name)):
             raise CitadelleError(
-                f"cloud lab: 127.0.0.1:{_port(name)} ({name}) is already in use: "
+                f"cloud lab: 127.0.0.1:{service_port(name)} ({name}) is already in use: "
                 "run `citadelle lab cloud down` or free the port"
             )
         cmd, extra_env = commands[name]
@@ -269,7 +269,7 @@ def _wait_healthy(pids: Mapping[str, int]) -> None:
                 raise CitadelleError(
                     f"cloud lab: {name} exited during start-up; see {_log_hint(name)}"
                 )
-            if _port_in_use(_port(name)):
+            if _port_in_use(service_port(name)):
                 del pending[name]
         if pending and time.monotonic() > deadline:
             down()
