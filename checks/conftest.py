@@ -27,9 +27,9 @@ import pytest
 
 from checks.expected import Expected
 from checks.target import Case, Target
+from citadelle.deploy.inventory import host_layers, load_inventory
+from citadelle.deploy.waivers import Waiver, WaiverSet, load_waivers
 from citadelle.errors import CitadelleError
-from citadelle.inventory import host_layers, load_inventory
-from citadelle.waivers import Waiver, WaiverSet, load_waivers
 
 MARKERS = (
     "snc(*ids): SecNumCloud 3.2 requirement ids a check evidences",

@@ -19,7 +19,7 @@ import jinja2
 import yaml
 
 from citadelle import paths
-from citadelle.waivers import bp028_reference
+from citadelle.deploy.waivers import bp028_reference
 
 OS_FAMILY = "Debian"
 _MAX_DEPTH = 8

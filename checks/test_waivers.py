@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from citadelle.waivers import Waiver
+from citadelle.deploy.waivers import Waiver
 
 
 @pytest.mark.snc("18.4")

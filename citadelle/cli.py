@@ -1,4 +1,4 @@
-"""`citadelle` console script: each subcommand lives in its own module with ``register``."""
+"""`citadelle` console script: the explicit registry of every command, grouped by stage."""
 
 from __future__ import annotations
 
@@ -9,26 +9,26 @@ from collections.abc import Callable, Sequence
 
 from citadelle.errors import CitadelleError
 
-# Modules that add subcommands; each exposes ``register(subparsers)`` and sets ``func`` on its
-# parser to a callable taking the parsed namespace and returning the exit code.
-COMMAND_MODULES: tuple[str, ...] = (
-    "citadelle.plan",
-    "citadelle.render",
-    "citadelle.gate",
-    "citadelle.parity",
-    "citadelle.pulumi_env",
-    "citadelle.sovereignty",
-    "citadelle.secretscan",
-    "citadelle.lab.commands",
-    "citadelle.lab.source_command",
-    "citadelle.cloudlab.command",
-    "citadelle.audit.command",
-    "citadelle.harden",
-    "citadelle.inventory",
-    "citadelle.checks_runner",
-    "citadelle.deploy",
-    "citadelle.report",
-    "citadelle.migrate.command",
+# Every command, by stage, in the order `citadelle --help` lists them. Each module exposes
+# ``register(subparsers)`` and sets ``func`` on its parsers to a callable taking the parsed
+# namespace and returning the exit code; no registration depends on another.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("plan", "citadelle.plan.plan"),
+    ("render", "citadelle.plan.render"),
+    ("gate, policy-config", "citadelle.plan.gate"),
+    ("parity", "citadelle.plan.parity"),
+    ("pulumi", "citadelle.deploy.pulumi"),
+    ("inventory", "citadelle.deploy.inventory"),
+    ("harden", "citadelle.deploy.harden"),
+    ("verify", "citadelle.deploy.verify"),
+    ("deploy", "citadelle.deploy.pipeline"),
+    ("report", "citadelle.evidence.report"),
+    ("backend", "citadelle.sovereignty.backend"),
+    ("sovereignty", "citadelle.sovereignty.scan"),
+    ("secretscan", "citadelle.sovereignty.secretscan"),
+    ("audit-cloud", "citadelle.audit.command"),
+    ("migrate", "citadelle.migrate.command"),
+    ("lab", "citadelle.lab.commands"),
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate the Citadelle sovereign health-data platform.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for _, module in COMMANDS:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 

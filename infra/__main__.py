@@ -6,18 +6,14 @@ mock monitor; nothing here depends on which.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# The CLI runs this directory as a script; make the `infra` package importable from the
-# repository root in every case (editable install or plain checkout).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import pulumi
 import pulumi_openstack as openstack
 import pulumi_random as random
 import pulumi_tls as tls
 
+from citadelle.environment.outputs import export_keys
+from citadelle.environment.projections import host_levels
+from citadelle.environment.settings import Settings, load_settings
 from infra.components.baseline import Baseline, BaselineArgs, NamespaceQuota
 from infra.components.compute import ComputeArgs, ComputeFleet, ServerSpec
 from infra.components.edge import EdgeArgs, EdgeLoadBalancer
@@ -26,7 +22,6 @@ from infra.components.kubernetes import ClusterArgs, KubernetesCluster, NodeGrou
 from infra.components.network import LandingNetwork, NetworkArgs, Tier
 from infra.components.storage import ObjectStorage, StorageArgs
 from infra.components.workspace import Workspace, WorkspaceArgs
-from infra.config import Settings, load_settings
 
 
 def server_specs(settings: Settings) -> tuple[ServerSpec, ...]:
@@ -207,11 +202,7 @@ def main() -> None:
         opts=with_provider,
     )
 
-    levels = {
-        "bastion": settings.hardening.bastion_level,
-        "gateway": settings.hardening.level,
-        "node": settings.hardening.level,
-    }
+    levels = host_levels(settings)
     fleet = ComputeFleet(
         "compute",
         ComputeArgs(
@@ -252,12 +243,19 @@ def main() -> None:
         opts=with_provider,
     )
 
-    # Everything the post-deploy steps (inventory, hardening, checks, audit) need.
-    pulumi.export("environment", env)
-    pulumi.export("region", settings.openstack.region)
-    pulumi.export("adminUser", settings.admin.user)
-    pulumi.export("adminGroup", settings.admin.group)
-    pulumi.export(
+    # Everything the post-deploy steps (inventory, hardening, checks, audit) need: the keys of
+    # citadelle.environment.outputs.StackOutputs, checked below, and what the audit reads.
+    exported: list[str] = []
+
+    def export(key: str, value: object) -> None:
+        exported.append(key)
+        pulumi.export(key, value)
+
+    export("environment", env)
+    export("region", settings.openstack.region)
+    export("adminUser", settings.admin.user)
+    export("adminGroup", settings.admin.group)
+    export(
         "bastion",
         {
             "publicIp": fleet.bastion_addresses[0],
@@ -266,22 +264,23 @@ def main() -> None:
             "hostKeyEd25519": fleet.bastion_host_key.public_key_openssh,
         },
     )
-    pulumi.export(
+    export(
         "servers",
         {
-            name: {"role": fleet.roles[name], "privateIp": ip, "sshPort": None}
+            name: {"role": fleet.roles[name], "privateIp": ip, "pool": fleet.placement[name][0],
+                   "tier": fleet.placement[name][1]}
             for name, ip in fleet.private_ips.items()
         },
     )
-    pulumi.export("edgeAddress", edge.floating_ip.address)
-    pulumi.export("networks", {t: n.id for t, n in network.networks.items()})
-    pulumi.export("subnets", {t: s.id for t, s in network.subnets.items()})
-    pulumi.export("securityGroups", {t: g.id for t, g in network.security_groups.items()})
-    pulumi.export("keys", {p: s.secret_ref for p, s in keys.secrets.items()})
-    pulumi.export("keyContainer", keys.container.container_ref)
-    pulumi.export("volumeType", keys.volume_type.name)
-    pulumi.export("containers", {p: c.name for p, c in storage.containers.items()})
-    pulumi.export(
+    export("edgeAddress", edge.floating_ip.address)
+    export("networks", {t: n.id for t, n in network.networks.items()})
+    export("subnets", {t: s.id for t, s in network.subnets.items()})
+    export("securityGroups", {t: g.id for t, g in network.security_groups.items()})
+    export("keys", {p: s.secret_ref for p, s in keys.secrets.items()})
+    export("keyContainer", keys.container.container_ref)
+    export("volumeType", keys.volume_type.name)
+    export("containers", {p: c.name for p, c in storage.containers.items()})
+    export(
         "kubernetes",
         {
             "mode": settings.kubernetes.mode,
@@ -292,7 +291,7 @@ def main() -> None:
             "registry": settings.kubernetes.registry,
         },
     )
-    pulumi.export(
+    export(
         "workspaces",
         {
             wid: {
@@ -303,6 +302,10 @@ def main() -> None:
             for wid, ws in workspaces.items()
         },
     )
+
+    missing = sorted(set(export_keys()) - set(exported))
+    if missing:
+        raise pulumi.RunError(f"the program does not export the stack outputs {missing}")
 
 
 main()

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from citadelle import harden
+from citadelle.deploy import harden
 from citadelle.lab import Lab, LabInventory
 from citadelle.lab.collector import Collector
+from citadelle.lab.target import lab_harden_vars
 from citadelle.paths import LAB_DIR
 
 HARDENED_CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
@@ -105,7 +106,7 @@ def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
     try:
         inventory = factory(HARDENED_CLONES)
         runs = tmp_path_factory.mktemp("harden")
-        extravars = harden.lab_extravars()
+        extravars = lab_harden_vars()
         first = harden.run_playbook("site", inventory.inventory, extravars=extravars,
                                     run_dir=runs / "first")
         assert first.ok, first.summary()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from citadelle.environment import Environment
+from citadelle.environment.settings import host_covered
 from citadelle.errors import CitadelleError
-from citadelle.paths import PROJECT_FILE
-from citadelle.stackconfig import load_stack_config
 
 
 @dataclass(frozen=True)
@@ -20,12 +19,7 @@ class AllowList:
     availability_zones: tuple[str, ...] = ()
 
     def allows_host(self, host: str) -> bool:
-        host = host.lower().strip("[]")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return any(host == d or host.endswith("." + d) for d in self.domains)
-        return any(address in ipaddress.ip_network(n) for n in self.networks)
+        return host_covered(host, self.domains, self.networks)
 
     def allows_region(self, region: str) -> bool:
         return region in self.regions
@@ -51,11 +45,8 @@ class Target:
 
 def from_environment(env: str) -> Target:
     """``env``'s allow-list (providers' domains, networks, regions), region, zones and image."""
-    # Imported here: infra.config pulls in the Pulumi SDK, which only the audit needs.
-    from citadelle.pulumi_env import settings_for  # noqa: PLC0415
-
     try:
-        settings = settings_for(load_stack_config(PROJECT_FILE, env))
+        settings = Environment.load(env).settings
     except CitadelleError as err:
         raise CitadelleError(f"environment {env}: {err.message}") from None
     providers = settings.sovereignty.providers

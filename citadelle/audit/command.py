@@ -91,7 +91,7 @@ def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
 
     from citadelle.audit import conformance, drift  # noqa: PLC0415
     from citadelle.audit.allowlist import from_environment  # noqa: PLC0415
-    from citadelle.plan import plan_environment  # noqa: PLC0415
+    from citadelle.plan.plan import plan_environment  # noqa: PLC0415
 
     try:
         if args.audit == "drift":
@@ -134,8 +134,8 @@ def emit(args: argparse.Namespace, results: Sequence[Result]) -> None:
     if args.json:
         report.write_json(args.json, report.to_json(args.audit, args.env, cloud, results))
     if args.sarif:
-        report.write_json(args.sarif, report.to_sarif(args.audit, cloud, results))
+        report.write_sarif(args.sarif, args.audit, cloud, results)
     if args.junit:
-        report.write_junit(args.junit, report.to_junit(args.audit, results))
+        report.write_junit(args.junit, args.audit, cloud, results)
     if args.mode == "lab" and any(r.status is Status.NOT_CHECKED for r in results):
         print("lab mode: results marked not-checked were not verified", file=sys.stderr)

@@ -21,7 +21,7 @@ from openstack import exceptions as os_exc
 from citadelle.audit import objectstore
 from citadelle.audit.allowlist import AllowList
 from citadelle.audit.model import Check, Result, Severity, Status
-from citadelle.offline import Recording
+from citadelle.plan.offline import Recording
 
 ENDPOINT_LOCATION = Check(
     "endpoint-location",

@@ -19,7 +19,7 @@ from openstack import exceptions as os_exc
 from citadelle.audit import objectstore
 from citadelle.audit.conformance import catalog, luks_spec_ok
 from citadelle.audit.model import Check, Result, Severity, Status
-from citadelle.offline import RecordedResource, Recording
+from citadelle.plan.offline import RecordedResource, Recording
 
 UNDECLARED = Check(
     "drift-undeclared",

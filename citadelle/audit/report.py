@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from citadelle import __version__
 from citadelle.audit.model import Check, Result, Severity, Status
-
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-SARIF_LEVEL = {Severity.HIGH: "error", Severity.MEDIUM: "warning", Severity.LOW: "note"}
+from citadelle.evidence import junit, sarif
+from citadelle.evidence.findings import Check as FindingCheck
+from citadelle.evidence.findings import Finding, Rule
 
 
 def table(results: Sequence[Result]) -> str:
@@ -67,93 +67,38 @@ def _checks(results: Sequence[Result]) -> list[Check]:
     return list(seen.values())
 
 
-def to_sarif(mode: str, cloud: str, results: Sequence[Result]) -> dict[str, Any]:
-    checks = _checks(results)
-    index = {check.id: i for i, check in enumerate(checks)}
-    rules = [
-        {
-            "id": check.id,
-            "name": check.id,
-            "shortDescription": {"text": check.title},
-            "help": {"text": check.remediation},
-            "defaultConfiguration": {"level": SARIF_LEVEL[check.severity]},
-            "properties": {
-                "tags": [f"SecNumCloud-3.2:{i}" for i in check.snc],
-                "severity": check.severity.value,
-            },
-        }
-        for check in checks
-    ]
-    sarif_results = [
-        {
-            "ruleId": r.check.id,
-            "ruleIndex": index[r.check.id],
-            "level": SARIF_LEVEL[r.check.severity],
-            "message": {"text": r.message},
-            "locations": [
-                {
-                    "logicalLocations": [
-                        {"name": r.resource or cloud, "fullyQualifiedName": f"{cloud}/{r.resource}"}
-                    ]
-                }
-            ],
-            "properties": {"snc": list(r.check.snc)},
-        }
-        for r in results
-        if r.status is Status.FAIL
-    ]
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "citadelle-audit-cloud",
-                        "informationUri": "https://github.com/citadelle/citadelle",
-                        "rules": rules,
-                    }
-                },
-                "properties": {"mode": mode},
-                "results": sarif_results,
-            }
-        ],
-    }
+def findings(cloud: str, results: Sequence[Result]) \
+        -> tuple[list[Rule], list[FindingCheck], list[Finding]]:
+    """The audit in the findings model every writer takes: high-severity failures block."""
+    rules = [Rule(id=c.id, description=c.title, severity=c.severity.value,
+                  blocking=c.severity is Severity.HIGH, remediation=c.remediation, snc=c.snc)
+             for c in _checks(results)]
+    checks: list[FindingCheck] = []
+    found: list[Finding] = []
+    for rule in rules:
+        mine = [r for r in results if r.check.id == rule.id]
+        failed = [Finding(rule.id, r.message, r.resource or cloud, "cloud resource",
+                          f"{cloud}/{r.resource}", blocking=rule.blocking)
+                  for r in mine if r.status is Status.FAIL]
+        skipped = all(r.status in (Status.NOT_CHECKED, Status.NOT_APPLICABLE) for r in mine)
+        checks.append(FindingCheck(
+            rule.id, cloud, "cloud", findings=failed,
+            skipped="; ".join(r.message for r in mine) if skipped else "",
+            notes=[f"{r.status}: {r.message}" for r in mine]))
+        found += failed
+    return rules, checks, found
 
 
-def to_junit(mode: str, results: Sequence[Result]) -> ET.Element:
-    """One testcase per check: failed if any of its results failed, skipped if none ran."""
-    suite = ET.Element("testsuite", name=f"audit-cloud-{mode}")
-    failures = skipped = 0
-    for check in _checks(results):
-        mine = [r for r in results if r.check.id == check.id]
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"audit-cloud.{mode}",
-            name=f"{check.id} [{','.join(check.snc)}]",
-        )
-        failed = [r for r in mine if r.status is Status.FAIL]
-        if failed:
-            failures += 1
-            failure = ET.SubElement(
-                case, "failure", message=failed[0].message, type=check.severity.value
-            )
-            failure.text = "\n".join(r.message for r in failed)
-        elif all(r.status in (Status.NOT_CHECKED, Status.NOT_APPLICABLE) for r in mine):
-            skipped += 1
-            ET.SubElement(case, "skipped", message="; ".join(r.message for r in mine))
-        ET.SubElement(case, "system-out").text = "\n".join(f"{r.status}: {r.message}" for r in mine)
-    suite.set("tests", str(len(suite.findall("testcase"))))
-    suite.set("failures", str(failures))
-    suite.set("skipped", str(skipped))
-    suite.set("errors", "0")
-    return suite
+def write_sarif(path: Path, mode: str, cloud: str, results: Sequence[Result]) -> None:
+    rules, _, found = findings(cloud, results)
+    sarif.write_sarif(path, sarif.to_sarif(f"citadelle-audit-cloud ({mode})", __version__,
+                                           rules, found))
+
+
+def write_junit(path: Path, mode: str, cloud: str, results: Sequence[Result]) -> None:
+    rules, checks, _ = findings(cloud, results)
+    junit.write_junit(path, junit.to_junit(f"audit-cloud-{mode}", rules, checks))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def write_junit(path: Path, suite: ET.Element) -> None:
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

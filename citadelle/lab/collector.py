@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
 from citadelle.lab.outputs import write_file
-from citadelle.lab.vm import kill_vm, launch, pid_alive
+from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
@@ -195,7 +195,7 @@ class Collector:
                 pid = int(pid_file.read_text().strip())
             except (FileNotFoundError, ValueError):
                 continue
-            if pid_alive(pid, marker):
+            if alive(pid, marker):
                 live[name] = pid
         return live
 
@@ -261,7 +261,7 @@ class Collector:
         for name, (pid_file, marker) in self._processes().items():
             pid = live.get(name)
             if pid is not None:
-                kill_vm(pid, marker, what=name)
+                stop(pid, marker, what=name)
                 stopped.append(name)
             pid_file.unlink(missing_ok=True)
         return stopped

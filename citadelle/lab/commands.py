@@ -1,15 +1,4 @@
-"""`citadelle lab ...`: the VM lab's command group.
-
-Other modules add their own ``lab`` subcommands (``lab harden``, ``lab verify``) with
-:func:`add_lab_command`, from their own ``register(subparsers)``; list such a module in
-``COMMAND_MODULES`` after ``citadelle.lab.commands`` so that the group exists::
-
-    from citadelle.lab.commands import add_lab_command
-
-    def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        parser = add_lab_command(subparsers, "harden", "converge the lab's clones")
-        parser.add_argument(...)
-        parser.set_defaults(func=handle_harden)
+"""`citadelle lab ...`: the VM lab's command group, every lab subcommand registered here.
 
 :func:`lab_from_args` builds the :class:`~citadelle.lab.Lab` from the group's shared options
 (``--lab-dir``, ``--memory``), so every subcommand targets the same lab.
@@ -20,45 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import weakref
 from pathlib import Path
 
+from citadelle.deploy.harden import add_harden_options, harden
 from citadelle.errors import CitadelleError
+from citadelle.lab import source_command
+from citadelle.lab.cloud import command as cloud
 from citadelle.lab.collector import GUEST_ADDRESS, LISTEN, PORT, Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.outputs import ROLES
+from citadelle.lab.target import LabTarget, lab_harden_vars
 from citadelle.paths import LAB_DIR
 
 DEFAULT_CLONES = "bastion=bastion,gw=gateway,node1=node"
-# Weak keys, not id(): a parser built after an earlier one was collected can get its id, and
-# would then be handed the old parser's lab group ("conflicting subparser: up").
-_GROUPS: weakref.WeakKeyDictionary[
-    argparse._SubParsersAction[argparse.ArgumentParser],
-    argparse._SubParsersAction[argparse.ArgumentParser],
-] = weakref.WeakKeyDictionary()
-
-
-def _group(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """The ``lab`` group's own subparsers, created once per top-level parser."""
-    if subparsers not in _GROUPS:
-        lab = subparsers.add_parser("lab", help="local Debian 12 VMs standing in for the servers",
-                                    description="Local Debian 12 VMs under qemu standing in "
-                                    "for the bastion, transfer gateway and nodes.")
-        lab.add_argument("--lab-dir", type=Path, default=LAB_DIR,
-                         help="lab directory (default: %(default)s)")
-        lab.add_argument("--memory", type=int, default=1024, metavar="MIB",
-                         help="RAM per VM in MiB (default: %(default)s); part of the snapshot")
-        _GROUPS[subparsers] = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
-                                          required=True)
-    return _GROUPS[subparsers]
-
-
-def add_lab_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-                    name: str, help_text: str) -> argparse.ArgumentParser:
-    """Add ``citadelle lab NAME``; the caller adds arguments and ``set_defaults(func=...)``."""
-    return _group(subparsers).add_parser(name, help=help_text, description=help_text)
 
 
 def lab_from_args(args: argparse.Namespace) -> Lab:
@@ -86,7 +49,6 @@ def _up(args: argparse.Namespace) -> int:
         print(f"{clone.name}\t{clone.role}\t127.0.0.1:{clone.port}\tpid {clone.pid}")
     print(f"ssh_config: {inventory.ssh_config}")
     print(f"inventory: {inventory.inventory}")
-    print(f"stack outputs: {inventory.stack_outputs}")
     return 0
 
 
@@ -138,26 +100,50 @@ def _ssh(args: argparse.Namespace) -> int:
     return subprocess.run(command, check=False).returncode
 
 
+def _harden(args: argparse.Namespace) -> int:
+    for line in LabTarget(args.lab_dir).prepare_lines():
+        print(line + "; `citadelle lab collector` shows receipts")
+    return harden(args, extravars=lab_harden_vars(args.lab_dir))
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    up = add_lab_command(subparsers, "up", "restore clones from the golden snapshot (building "
+    lab = subparsers.add_parser("lab", help="local Debian 12 VMs standing in for the servers",
+                                description="Local Debian 12 VMs under qemu standing in for "
+                                "the bastion, transfer gateway and nodes.")
+    lab.add_argument("--lab-dir", type=Path, default=LAB_DIR,
+                     help="lab directory (default: %(default)s)")
+    lab.add_argument("--memory", type=int, default=1024, metavar="MIB",
+                     help="RAM per VM in MiB (default: %(default)s); part of the snapshot")
+    group = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return group.add_parser(name, help=help_text, description=help_text)
+
+    up = add("up", "restore clones from the golden snapshot (building "
                          "the image and snapshot first if needed) and write the inventory")
     up.add_argument("--clones", default=DEFAULT_CLONES, metavar="NAME=ROLE,...",
                     help=f"clones to restore, roles {', '.join(ROLES)} "
                     "(default: %(default)s)")
     up.set_defaults(func=_up)
-    down = add_lab_command(subparsers, "down", "kill clones by PID and delete their overlays")
+    down = add("down", "kill clones by PID and delete their overlays")
     down.add_argument("names", nargs="*", metavar="NAME", help="clones (default: all)")
     down.set_defaults(func=_down)
-    status = add_lab_command(subparsers, "status", "list clones, their ports, PIDs and RSS")
+    status = add("status", "list clones, their ports, PIDs and RSS")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_status)
-    collector = add_lab_command(subparsers, "collector", "the lab's log collector (journal "
+    collector = add("collector", "the lab's log collector (journal "
                                 "upload target of the clones, mutual TLS): start, stop, show "
                                 "what it received")
     collector.add_argument("action", choices=("up", "down", "status"), nargs="?",
                            default="status")
     collector.set_defaults(func=_collector)
-    ssh = add_lab_command(subparsers, "ssh", "open SSH to a clone as the admin user")
+    ssh = add("ssh", "open SSH to a clone as the admin user")
     ssh.add_argument("name", metavar="NAME")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")
     ssh.set_defaults(func=_ssh)
+    harden_parser = add("harden", "harden the lab's clones to ANSSI-BP-028 (the lab's endpoints "
+                        "and log collector)")
+    add_harden_options(harden_parser, inventory=LAB_DIR / "inventory.yml")
+    harden_parser.set_defaults(func=_harden)
+    cloud.register(add("cloud", cloud.HELP))
+    source_command.register(add("source", source_command.HELP))

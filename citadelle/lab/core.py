@@ -11,7 +11,9 @@ and under ``run_dir`` (default: ``root``)::
 
     clones/<name>/                 disk.qcow2 (overlay of the golden disk), pid, clone.json,
                                    console.log, qemu.log, qmp.sock, hostkeys/
-    ssh_config  inventory.yml  stack-outputs.json  cm/ (SSH ControlMaster sockets)
+    ssh_config  inventory.yml  cm/ (SSH ControlMaster sockets)
+    stack-outputs.json             the environment's outputs as the clones realise them
+                                   (written by the lab target, citadelle.lab.target)
 """
 
 from __future__ import annotations
@@ -44,21 +46,17 @@ from citadelle.lab.image import (
 )
 from citadelle.lab.outputs import ROLES, Clone, LabInventory, write_outputs
 from citadelle.lab.qmp import QMP, QMPError
+from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.lab.vm import (
     SET_CLOCK_LINES,
-    UNIX_PATH_MAX,
     MachineSpec,
     SSHTarget,
     console_tail,
     create_overlay,
     free_port,
-    kill_vm,
     kvm_usable,
-    launch,
-    pid_alive,
     process_rss_mib,
     qemu_version,
-    socket_dir,
     ssh_run,
     sudo_script,
     sudo_script_with_clock,
@@ -66,6 +64,7 @@ from citadelle.lab.vm import (
     wait_for_ssh,
 )
 from citadelle.paths import LAB_DIR
+from citadelle.sockets import UNIX_PATH_MAX, control_path, socket_dir
 
 CLONE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 COLD_BOOT_TIMEOUT_S = 900.0
@@ -155,8 +154,7 @@ class Lab:
         self.admin_group = admin_group
         self.mirror = mirror
         self.clones_dir = self.run_dir / "clones"
-        # %C is 40 characters; socket_dir falls back to /tmp when the run dir is too deep.
-        self.control_path = str(socket_dir(self.run_dir / "cm", UNIX_PATH_MAX - 41) / "%C")
+        self.control_path = control_path(self.run_dir / "cm")
 
     # -- credentials, image, golden snapshot ------------------------------------------------
 
@@ -222,7 +220,7 @@ class Lab:
                 session.execute("quit")
             saved = time.monotonic() - start
         finally:
-            kill_vm(pid, marker)
+            stop(pid, marker, what="qemu")
         timings = {"cold_boot_to_ssh_s": round(cold, 1), "boot_settled_s": round(booted, 1),
                    "snapshot_save_s": round(saved, 1),
                    "state_mib": round(state.stat().st_size / 2**20, 1)}
@@ -278,7 +276,7 @@ class Lab:
             try:
                 for name, role in clones.items():
                     existing = self._load(name)
-                    if existing is not None and pid_alive(existing.pid,
+                    if existing is not None and alive(existing.pid,
                                                           _qemu_marker(existing.directory)):
                         if existing.role != role:
                             raise CitadelleError(
@@ -357,7 +355,7 @@ class Lab:
                 if status not in ("inmigrate", "prelaunch"):
                     session.execute("cont")
                     return
-                if time.monotonic() > deadline or not pid_alive(pid, marker):
+                if time.monotonic() > deadline or not alive(pid, marker):
                     raise QMPError(f"still {status!r} after the state file was read")
                 time.sleep(0.05)
 
@@ -403,7 +401,7 @@ class Lab:
         directory = self.clones_dir / name
         pid_file = directory / "pid"
         if pid_file.is_file():
-            kill_vm(int(pid_file.read_text()), _qemu_marker(directory))
+            stop(int(pid_file.read_text()), _qemu_marker(directory), what="qemu")
         shutil.rmtree(directory, ignore_errors=True)
         if qmp_path(directory).parent != directory:
             shutil.rmtree(qmp_path(directory).parent, ignore_errors=True)
@@ -414,15 +412,19 @@ class Lab:
         live = []
         for directory in sorted(self.clones_dir.iterdir()):
             clone = self._load(directory.name)
-            if clone is not None and pid_alive(clone.pid, _qemu_marker(directory)):
+            if clone is not None and alive(clone.pid, _qemu_marker(directory)):
                 live.append(clone)
         return live
+
+    def clones(self) -> tuple[Clone, ...]:
+        """The clones that are up."""
+        return tuple(self._live())
 
     def _write_outputs(self) -> LabInventory:
         creds = self.credentials()
         Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return write_outputs(self.run_dir, self._live(), user=self.admin_user,
-                             group=self.admin_group, key=creds.private_key,
+                             key=creds.private_key,
                              password_file=creds.password_file,
                              control_path=self.control_path)
 
@@ -449,10 +451,10 @@ class Lab:
             clone = self._load(directory.name)
             if clone is None:
                 continue
-            alive = pid_alive(clone.pid, _qemu_marker(directory))
+            running = alive(clone.pid, _qemu_marker(directory))
             result.append(CloneStatus(name=clone.name, role=clone.role, port=clone.port,
-                                      pid=clone.pid, alive=alive,
-                                      rss_mib=process_rss_mib(clone.pid) if alive else None))
+                                      pid=clone.pid, alive=running,
+                                      rss_mib=process_rss_mib(clone.pid) if running else None))
         return result
 
     def inventory(self) -> LabInventory:

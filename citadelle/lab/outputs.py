@@ -1,12 +1,12 @@
-"""The lab's outputs for the rest of the project: ssh_config, Ansible inventory, stack outputs.
+"""The lab's own files: the ssh_config and Ansible inventory of its clones (`citadelle lab`).
 
-The inventory uses the group names of a real environment (bastion, gateway, node) and the
-stack outputs have the shape the Pulumi program exports, so post-deploy steps run unchanged.
+The inventory uses the group names of a real environment (bastion, gateway, node); the stack
+outputs of an environment realised by the clones come from the lab target
+(``citadelle.lab.target``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +49,6 @@ class LabInventory:
     clones: tuple[Clone, ...]
     ssh_config: Path
     inventory: Path
-    stack_outputs: Path
 
     def clone(self, name: str) -> Clone:
         for clone in self.clones:
@@ -113,35 +112,12 @@ def render_inventory(clones: Sequence[Clone], user: str, key: Path, password_fil
     return {"all": {"children": groups}}
 
 
-def render_stack_outputs(clones: Sequence[Clone], user: str, group: str,
-                         environment: str = ENVIRONMENT) -> dict[str, Any]:
-    bastions = sorted((c for c in clones if c.role == "bastion"), key=lambda c: c.name)
-    bastion: dict[str, Any] | None = None
-    if bastions:
-        bastion = {"publicIp": "127.0.0.1", "sshPort": bastions[0].port,
-                   "hostKeyEd25519": bastions[0].host_key_ed25519}
-    return {
-        "environment": environment,
-        "bastion": bastion,
-        "servers": {c.name: {"role": c.role, "privateIp": c.private_ip, "sshPort": c.port}
-                    for c in sorted(clones, key=lambda c: c.name)},
-        "adminUser": user,
-        "adminGroup": group,
-        # Each clone is reached directly on its own forwarded port: user-mode networking
-        # has no path from one clone to another, so there is no bastion jump in the lab.
-        "lab": True,
-    }
-
-
-def write_outputs(run_dir: Path, clones: Sequence[Clone], *, user: str, group: str, key: Path,
+def write_outputs(run_dir: Path, clones: Sequence[Clone], *, user: str, key: Path,
                   password_file: Path, control_path: str) -> LabInventory:
     ordered = tuple(sorted(clones, key=lambda c: c.name))
     result = LabInventory(clones=ordered, ssh_config=run_dir / "ssh_config",
-                          inventory=run_dir / "inventory.yml",
-                          stack_outputs=run_dir / "stack-outputs.json")
+                          inventory=run_dir / "inventory.yml")
     write_file(result.ssh_config, render_ssh_config(ordered, user, key, control_path), 0o600)
     inventory = render_inventory(ordered, user, key, password_file, control_path)
     write_file(result.inventory, "---\n" + yaml.safe_dump(inventory, sort_keys=False), 0o600)
-    stack = render_stack_outputs(ordered, user, group)
-    write_file(result.stack_outputs, json.dumps(stack, indent=2) + "\n")
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import secrets
 import ssl
 import time
@@ -30,7 +31,7 @@ from citadelle.errors import CitadelleError
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
 from citadelle.lab.outputs import write_file
-from citadelle.lab.vm import kill_vm, launch, pid_alive
+from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 HOST = "127.0.0.1"
@@ -93,7 +94,7 @@ class Source:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if pid_alive(pid, self._marker()) else None
+        return pid if alive(pid, self._marker()) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -114,10 +115,11 @@ class Source:
                 "--location", str(self.data), "--cert", str(cert), "--key", str(cert_key),
                 # Clients (the SDK, rclone 1.75) speak newer API versions than Azurite knows.
                 "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
-        pid = launch(args, self.log, self.pid_file, env={"AZURITE_ACCOUNTS": f"{ACCOUNT}:{key}"})
+        pid = launch(args, self.log, self.pid_file,
+                     env={**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{key}"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not pid_alive(pid, self._marker()):
+            if not alive(pid, self._marker()):
                 raise CitadelleError(f"lab source: Azurite exited at start: {_tail(self.log)}")
             if self._answers():
                 return pid
@@ -128,7 +130,7 @@ class Source:
     def down(self) -> bool:
         pid = self.pid()
         if pid is not None:
-            kill_vm(pid, self._marker(), what="azurite")
+            stop(pid, self._marker(), what="azurite")
         self.pid_file.unlink(missing_ok=True)
         return pid is not None
 

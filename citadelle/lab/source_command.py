@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 
 from citadelle.lab import source
-from citadelle.lab.commands import add_lab_command
+
+HELP = (f"the migration source: Azurite (Azure Blob API) on https://{source.HOST}:{source.PORT}, "
+        f"account {source.ACCOUNT}, lab CA certificate")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = add_lab_command(
-        subparsers, "source",
-        f"the migration source: Azurite (Azure Blob API) on https://{source.HOST}:{source.PORT}, "
-        f"account {source.ACCOUNT}, lab CA certificate",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    """``citadelle lab source ...`` under the lab group's ``source`` parser."""
     actions = parser.add_subparsers(dest="source_action", metavar="ACTION", required=True)
     actions.add_parser("up", help="start Azurite (account key generated on first use)"
                        ).set_defaults(func=_up)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -21,10 +20,9 @@ from pathlib import Path
 
 from citadelle.errors import CitadelleError
 from citadelle.lab.image import BuiltImage, tool
+from citadelle.lab.supervisor import alive
 
 QEMU = "qemu-system-x86_64"
-# Popen handles of the qemu processes this Python process started, so kills can reap them.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def kvm_usable(cpuinfo: Path = Path("/proc/cpuinfo"), kvm: Path = Path("/dev/kvm")) -> bool:
@@ -96,17 +94,6 @@ def vm_args(spec: MachineSpec, image: BuiltImage, *, disk: Path, port: int, seri
 
 
 # sun_path is 108 bytes; ssh appends 17 characters to a ControlPath while creating it.
-UNIX_PATH_MAX = 100
-
-
-def socket_dir(preferred: Path, budget: int = UNIX_PATH_MAX) -> Path:
-    """``preferred`` if sockets of ``budget`` bytes fit there, else a private dir under /tmp."""
-    if len(str(preferred)) <= budget:
-        return preferred
-    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:16]
-    return Path("/tmp") / f"citadelle-lab-{os.getuid()}-{digest}"  # noqa: S108 - short path
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -122,69 +109,6 @@ def create_overlay(backing: Path, overlay: Path) -> None:
          str(overlay)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise CitadelleError(f"lab: qemu-img create {overlay} failed: {proc.stderr.strip()}")
-
-
-def launch(args: list[str], log: Path, pid_file: Path,
-           env: dict[str, str] | None = None) -> int:
-    """Start a lab process (qemu, the log collector, the migration source) in its own session;
-    record its PID. ``env`` adds to the inherited environment (secrets stay out of argv)."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **env} if env else None)
-    _CHILDREN[proc.pid] = proc
-    pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
-
-
-def pid_alive(pid: int, marker: str) -> bool:
-    """True when ``pid`` is a live (not zombie) process whose command line contains marker.
-
-    A process this Python process launched is judged by its Popen handle instead: right after
-    :func:`launch` its /proc cmdline can still be empty (exec not finished).
-    """
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return marker in cmdline and state != "Z"
-
-
-def _reap(pid: int) -> None:
-    proc = _CHILDREN.pop(pid, None)
-    if proc is not None:
-        proc.wait(timeout=10)
-
-
-def kill_vm(pid: int, marker: str, grace: float = 5.0, what: str = "qemu") -> None:
-    """Terminate the process with this PID (only if its command line has ``marker``), then wait.
-
-    ``what`` names it in the error (qemu, or another lab process started with :func:`launch`).
-    """
-    if not pid_alive(pid, marker):
-        _reap(pid)
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if pid in _CHILDREN and _CHILDREN[pid].poll() is not None:
-                break
-            if not pid_alive(pid, marker):
-                break
-            time.sleep(0.05)
-        if not pid_alive(pid, marker):
-            break
-    _reap(pid)
-    if pid_alive(pid, marker):
-        raise CitadelleError(f"lab: {what} PID {pid} survived SIGKILL")
 
 
 def process_rss_mib(pid: int) -> float | None:
@@ -291,7 +215,7 @@ def wait_for_ssh(target: SSHTarget, pid: int, marker: str, serial: Path,
     """Poll until the admin user logs in with the lab key; returns seconds waited."""
     start = time.monotonic()
     while True:
-        if not pid_alive(pid, marker):
+        if not alive(pid, marker):
             raise CitadelleError(f"lab: qemu PID {pid} exited before SSH answered; console: "
                                  + console_tail(serial))
         proc = ssh_run(target, "true", timeout=30)

@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from citadelle.audit.allowlist import AllowList
+from citadelle.environment import Environment
 from citadelle.errors import CitadelleError
-from citadelle.paths import PROJECT_FILE, RUNS_DIR
-from citadelle.stackconfig import load_stack_config
+from citadelle.paths import RUNS_DIR
 
 SOURCE_KEY_ENV = "CITADELLE_MIGRATION_SOURCE_KEY"
 LAB_GATEWAY = "lab-host"
@@ -77,10 +77,7 @@ class MigrationContext:
 
 
 def _settings(env: str) -> Any:
-    # Imported here: the settings models pull in the Pulumi SDK.
-    from citadelle.pulumi_env import settings_for  # noqa: PLC0415
-
-    settings = settings_for(load_stack_config(PROJECT_FILE, env))
+    settings = Environment.load(env).settings
     if settings.migration is None:
         raise CitadelleError(
             f"environment {env}: no migration source declared (citadelle:migration in "
@@ -148,15 +145,15 @@ def resolve(env: str, *, lab: bool, cloud: str | None = None, clouds_yaml: Path 
     settings = _settings(env)
     migration = settings.migration
     if lab:
-        from citadelle.cloudlab import lab as cloudlab  # noqa: PLC0415
+        from citadelle.lab.cloud import lab as cloud_lab  # noqa: PLC0415
         from citadelle.lab.source import ACCOUNT, Source  # noqa: PLC0415
 
         lab_source = Source()
         declared_url, account = lab_source.endpoint, ACCOUNT
         key = lab_source.account_key()
         source_ca: Path | None = lab_source.ca_cert
-        cloud = cloud or cloudlab.CLOUD_NAME
-        clouds_yaml = clouds_yaml or cloudlab.CLOUDS_YAML
+        cloud = cloud or cloud_lab.CLOUD_NAME
+        clouds_yaml = clouds_yaml or cloud_lab.CLOUDS_YAML
         gateways: tuple[str, ...] = (LAB_GATEWAY,)
     else:
         declared_url, account = migration.source.url, migration.source.account

@@ -28,14 +28,10 @@ from typing import Any
 
 import pulumi
 
+from citadelle.environment.settings import APPS_NAMESPACE, INGRESS_NAMESPACE, SYSTEM_NAMESPACE
 from infra.components.kubernetes import KubeObject
 
 PSA_MODES = ("enforce", "audit", "warn")
-SYSTEM_NAMESPACE, INGRESS_NAMESPACE, APPS_NAMESPACE = (
-    "citadelle-system",
-    "citadelle-ingress",
-    "citadelle-apps",
-)
 DNS_NAMESPACE = "kube-system"
 INGRESS_SELECTOR = {"app.kubernetes.io/component": "ingress-controller"}
 OPERATOR_ROLE, AUDITOR_ROLE, RESEARCH_ROLE = (

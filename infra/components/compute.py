@@ -101,6 +101,8 @@ class ComputeFleet(pulumi.ComponentResource):
                                                opts=child)
         self.private_ips: dict[str, pulumi.Output[str]] = {}
         self.roles: dict[str, str] = {}
+        # server name -> (server group, network tier): what the post-deploy steps place it by.
+        self.placement: dict[str, tuple[str, str]] = {}
         self.bastion_addresses: list[pulumi.Output[str]] = []
 
         for spec in args.servers:
@@ -150,6 +152,7 @@ class ComputeFleet(pulumi.ComponentResource):
                 )
                 self.private_ips[server_name] = port.all_fixed_ips[0]
                 self.roles[server_name] = spec.role
+                self.placement[server_name] = (spec.name, spec.tier)
                 if spec.data_volume_gb:
                     volume = openstack.blockstorage.Volume(
                         f"{name}-{spec.name}-{index + 1}-data",

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from citadelle.cloudlab import lab
-from citadelle.cloudlab.provision import connect
-from citadelle.cloudlab.seed import Seeded, seed
+from citadelle.lab.cloud import lab
+from citadelle.lab.cloud.provision import connect
+from citadelle.lab.cloud.seed import Seeded, seed
 from citadelle.paths import REPO_ROOT
-from citadelle.plan import plan_environment
+from citadelle.plan.plan import plan_environment
 
 # Figures of the session (the budgets are in docs/cloud-audit.md): printed at the end and written
 # to artifacts/cloud-timings.json. Timing is measured, not asserted: the machine is shared.

@@ -16,10 +16,10 @@ from sarif_kit.validate import validation_errors
 from citadelle.audit import conformance
 from citadelle.audit.allowlist import AllowList
 from citadelle.audit.model import Result, Status
-from citadelle.cloudlab import configs, lab, provision
-from citadelle.cloudlab.provision import connect
+from citadelle.lab.cloud import configs, lab, provision
+from citadelle.lab.cloud.provision import connect
 from citadelle.paths import REPO_ROOT
-from citadelle.plan import plan_environment
+from citadelle.plan.plan import plan_environment
 
 CITADELLE = str(REPO_ROOT / ".venv" / "bin" / "citadelle")
 LAB_ALLOW = AllowList(

@@ -16,9 +16,9 @@ from sarif_kit.validate import validation_errors
 
 from citadelle.audit import drift
 from citadelle.audit.model import Result, Status
-from citadelle.cloudlab.provision import connect
+from citadelle.lab.cloud.provision import connect
 from citadelle.paths import REPO_ROOT
-from citadelle.plan import plan_environment
+from citadelle.plan.plan import plan_environment
 
 CITADELLE = str(REPO_ROOT / ".venv" / "bin" / "citadelle")
 DATA_GROUP = "citadelle-dev-data"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from citadelle.cloudlab import configs, lab
+from citadelle.lab.cloud import configs, lab
 
 
 def _listening(pid: int) -> set[str]:

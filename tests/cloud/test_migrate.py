@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from citadelle.cloudlab import lab
-from citadelle.cloudlab.provision import connect
-from citadelle.cloudlab.seed import seed_containers
+from citadelle.lab.cloud import lab
+from citadelle.lab.cloud.provision import connect
+from citadelle.lab.cloud.seed import seed_containers
 from citadelle.lab.source import Source
 from citadelle.plan import plan_environment
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from citadelle import paths
+from citadelle.environment.stackconfig import StackConfig, load_stack_config, offline_placeholder
 from citadelle.errors import CitadelleError
-from citadelle.offline import RecordedResource, Recording
-from citadelle.plan import plan_stack
-from citadelle.stackconfig import StackConfig, load_stack_config, offline_placeholder
+from citadelle.plan.offline import RecordedResource, Recording
+from citadelle.plan.plan import plan_stack
 
 ENVIRONMENTS = ("dev", "mirror", "prod")
 MODES = ("magnum", "existing")

@@ -14,7 +14,7 @@ from k8s_support import (
     stack_values,
 )
 
-from citadelle.offline import Recording
+from citadelle.plan.offline import Recording
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from k8s_support import (
     stack_values,
 )
 
-from citadelle.offline import Recording, is_secret
+from citadelle.plan.offline import Recording, is_secret
 
 pytestmark = pytest.mark.unit
 

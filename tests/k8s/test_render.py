@@ -12,7 +12,7 @@ import yaml
 from k8s_support import ENVIRONMENTS, MODES, kube_objects, plan, recording_for, stack_values
 
 from citadelle.cli import main
-from citadelle.render import manifests, render_path, write_manifests
+from citadelle.plan.render import manifests, render_path, write_manifests
 
 pytestmark = pytest.mark.unit
 
@@ -103,7 +103,7 @@ def test_render_refuses_an_output_that_is_a_file(tmp_path: Path,
 def test_write_manifests_never_renders_a_secret_in_clear(tmp_path: Path) -> None:
     secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
               "value": "[secret]"}
-    from citadelle.render import manifest_of
+    from citadelle.plan.render import manifest_of
 
     manifest = manifest_of({"apiVersion": "v1", "kind": "ConfigMap",
                             "metadata": {"name": "x", "namespace": "n"},

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from k8s_support import Values, configure
 
-from citadelle.offline import Recording
-from citadelle.plan import plan_stack
+from citadelle.plan.offline import Recording
+from citadelle.plan.plan import plan_stack
 
 RESOURCES_PER_WORKSPACE = 10  # 7 Kubernetes objects, key material, Barbican key, container
 

@@ -18,7 +18,7 @@ from k8s_support import (
     workspace_resources,
 )
 
-from citadelle.offline import RecordedResource, Recording, is_secret
+from citadelle.plan.offline import RecordedResource, Recording, is_secret
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from citadelle.deploy import STEPS, Run, run_pipeline
+from citadelle.deploy.pipeline import STEPS, Run, run_pipeline
 from citadelle.errors import CitadelleError
-from citadelle.report import latest_run
+from citadelle.evidence.report import latest_run
 
 pytestmark = pytest.mark.unit
 

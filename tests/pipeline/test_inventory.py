@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from citadelle.cli import main
+from citadelle.deploy.inventory import host_vars, write_inventory
+from citadelle.environment import Environment
+from citadelle.environment.outputs import StackOutputs
+from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.harden import LAB_GATEWAY
-from citadelle.inventory import environment_settings, host_vars, write_inventory
 
 pytestmark = pytest.mark.unit
 
@@ -42,21 +44,25 @@ def dev_outputs() -> dict[str, Any]:
     })
 
 
-def lab_outputs() -> dict[str, Any]:
-    """The lab's .lab/stack-outputs.json shape: clones on forwarded loopback ports."""
+def direct_outputs() -> dict[str, Any]:
+    """Servers reached directly on forwarded loopback ports, host keys known (the lab's shape)."""
     return {
-        "environment": "lab",
-        "bastion": {"publicIp": "127.0.0.1", "sshPort": 40022, "hostKeyEd25519": HOST_KEY},
-        "servers": {"bastion": {"role": "bastion", "privateIp": "10.0.2.15", "sshPort": 40022},
-                    "node1": {"role": "node", "privateIp": "10.0.2.15", "sshPort": 40023}},
+        "environment": "dev",
+        "servers": {"bastion": {"role": "bastion", "privateIp": "10.0.2.15",
+                                "sshHost": "127.0.0.1", "sshPort": 40022,
+                                "hostKeyEd25519": HOST_KEY},
+                    "node1": {"role": "node", "privateIp": "10.0.2.15", "sshHost": "127.0.0.1",
+                              "sshPort": 40023, "hostKeyEd25519": HOST_KEY}},
         "adminUser": "citadelle-admin",
         "adminGroup": "citadelle-admins",
-        "lab": True,
     }
 
 
-def _write(tmp_path: Path, outputs: Any) -> tuple[dict[str, Any], Path]:
-    files = write_inventory("dev", outputs, tmp_path / "inventory.yml", source="test")
+def _write(tmp_path: Path, outputs: Any, access: Access | None = None,
+           **options: Any) -> tuple[dict[str, Any], Path]:
+    files = write_inventory(Environment.load("dev"), StackOutputs.parse(outputs),
+                            access or Access(), tmp_path / "inventory.yml", target="cloud",
+                            source="test", **options)
     return yaml.safe_load(files.inventory.read_text()), files.inventory
 
 
@@ -123,7 +129,7 @@ def test_groups_per_node_role_and_header(tmp_path: Path) -> None:
 
 
 def test_variables_come_from_the_environment_config(tmp_path: Path) -> None:
-    settings = environment_settings("dev")
+    settings = Environment.load("dev").settings
     hosts = host_vars(_write(tmp_path, dev_outputs())[0])
     bastion, worker = hosts["citadelle-dev-bastion-1"], hosts["citadelle-dev-workers-1"]
     assert worker["bp028_time_ntp_servers"] == list(settings.endpoint_hosts("ntp"))
@@ -160,15 +166,33 @@ def test_real_environment_jumps_through_the_pinned_bastion(tmp_path: Path) -> No
     assert (tmp_path / "known_hosts").read_text() == f"citadelle-dev-jump {HOST_KEY}\n"
 
 
-def test_lab_outputs_reach_clones_directly(tmp_path: Path) -> None:
-    inventory, _ = _write(tmp_path, lab_outputs())
+def test_direct_outputs_reach_hosts_on_their_port_with_keys_pinned(tmp_path: Path) -> None:
+    access = Access(identity_file=tmp_path / "id_ed25519",
+                    role_vars={"bp028_firewall_admin_cidrs": ["10.0.2.2/32"]})
+    inventory, _ = _write(tmp_path, direct_outputs(), access)
     hosts = host_vars(inventory)
-    assert (hosts["node1"]["ansible_host"], hosts["node1"]["ansible_port"]) == ("127.0.0.1",
-                                                                                40023)
-    assert hosts["node1"]["bp028_firewall_admin_cidrs"] == [f"{LAB_GATEWAY}/32"]
+    assert hosts["node1"]["ansible_host"] == "node1"
+    assert hosts["node1"]["bp028_firewall_admin_cidrs"] == ["10.0.2.2/32"]
+    assert hosts["node1"]["ansible_ssh_private_key_file"] == str(tmp_path / "id_ed25519")
     ssh_config = (tmp_path / "ssh_config").read_text()
-    assert "ProxyJump" not in ssh_config and "  Port 40023" in ssh_config
-    assert (tmp_path / "known_hosts").read_text() == ""
+    node = ssh_config.split("Host node1\n", 1)[1].split("\n\n", 1)[0]
+    assert "ProxyJump" not in ssh_config
+    assert "  HostName 127.0.0.1" in node and "  Port 40023" in node
+    assert "  StrictHostKeyChecking yes" in node and "  HostKeyAlias node1" in node
+    assert (tmp_path / "known_hosts").read_text() == (
+        f"bastion {HOST_KEY}\nnode1 {HOST_KEY}\n")
+
+
+def test_control_path_fits_the_socket_limit_from_a_deep_checkout(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    _write(deep, dev_outputs())
+    paths = {line.split()[1] for line in (deep / "ssh_config").read_text().splitlines()
+             if line.strip().startswith("ControlPath")}
+    assert len(paths) == 1
+    control = paths.pop()
+    # %C expands to 40 characters, ssh adds a 17-character suffix while binding.
+    assert len(control.replace("%C", "c" * 40)) + 17 < 108
+    assert Path(control).parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_regenerating_gives_the_same_inventory(tmp_path: Path) -> None:
@@ -183,18 +207,17 @@ def test_without_saved_outputs_the_pulumi_cli_is_required(tmp_path: Path, monkey
     assert capsys.readouterr().err == (
         "citadelle: error: the Pulumi CLI is not on PATH (needed to read the stack outputs); "
         "install it from the in-region mirror (docs/sovereignty.md) or pass saved outputs with "
-        "--from FILE (the lab's: .lab/stack-outputs.json)\n")
+        "--from FILE (or use --target lab)\n")
 
 
 def test_role_overrides_never_replace_the_allow_list(tmp_path: Path) -> None:
-    files = write_inventory("dev", dev_outputs(), tmp_path / "inventory.yml", source="test",
-                            extra_vars={"bp028_time_ntp_servers": ["10.0.2.2"]})
-    worker = host_vars(yaml.safe_load(files.inventory.read_text()))["citadelle-dev-workers-1"]
+    inventory, _ = _write(tmp_path, dev_outputs(),
+                          extra_vars={"bp028_time_ntp_servers": ["10.0.2.2"]})
+    worker = host_vars(inventory)["citadelle-dev-workers-1"]
     assert worker["bp028_time_ntp_servers"] == ["10.0.2.2"]
-    assert worker["citadelle_ntp_servers"] == list(environment_settings("dev")
+    assert worker["citadelle_ntp_servers"] == list(Environment.load("dev").settings
                                                    .endpoint_hosts("ntp"))
     with pytest.raises(CitadelleError) as err:
-        write_inventory("dev", dev_outputs(), tmp_path / "inventory.yml", source="test",
-                        extra_vars={"citadelle_ntp_servers": ["10.0.2.2"]})
+        _write(tmp_path, dev_outputs(), extra_vars={"citadelle_ntp_servers": ["10.0.2.2"]})
     assert err.value.message == ("inventory: citadelle_ntp_servers is the config's allow-list; "
                                  "it cannot be overridden")

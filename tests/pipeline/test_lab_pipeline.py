@@ -3,7 +3,7 @@
 Stack outputs pointing at the clones -> `citadelle inventory` -> hardening -> `citadelle verify`
 -> `citadelle report`. The hardened clones come from the session fixture ``hardened_lab``
 (tests/conftest.py: bastion, gateway and node converged once with the lab endpoints of
-``citadelle.harden.lab_extravars()``), so this module never converges again. The same checks
+``citadelle.lab.target.lab_harden_vars()``), so this module never converges again. The same checks
 then run on a fresh, unhardened clone and must fail with the expected requirement ids.
 """
 
@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from citadelle.checks_runner import CheckRun, run_checks
-from citadelle.harden import lab_extravars
-from citadelle.inventory import host_vars, load_inventory, write_inventory
+from citadelle.deploy.inventory import host_vars, load_inventory, write_inventory
+from citadelle.deploy.verify import CheckRun, run_checks
+from citadelle.deploy.waivers import default_files
+from citadelle.environment import Environment
+from citadelle.evidence.report import build_report, save_report
 from citadelle.lab import Clone, LabInventory
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
-from citadelle.lab.outputs import render_stack_outputs
-from citadelle.report import build_report, save_report
-from citadelle.waivers import default_files
+from citadelle.lab.target import LabTarget, lab_harden_vars, lab_outputs
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
@@ -35,13 +35,14 @@ EXPECTED_FAILING = {"13.2", "R80", "12.6", "R73", "12.7", "R71", "10.2", "9.6", 
 
 
 def _inventory(clones: Sequence[Clone], out: Path) -> Path:
-    """Stack outputs pointing at exactly these clones, then `citadelle inventory dev`."""
-    outputs = render_stack_outputs(clones, DEFAULT_ADMIN_USER, DEFAULT_ADMIN_GROUP)
-    source = out / "stack-outputs.json"
-    source.write_text(json.dumps(outputs, indent=2))
+    """The lab target's outputs for exactly these clones, then `citadelle inventory dev`."""
+    target = LabTarget()
+    env = Environment.load("dev", target)
+    outputs = lab_outputs(env, tuple(clones), DEFAULT_ADMIN_USER, DEFAULT_ADMIN_GROUP)
     # The endpoints `citadelle lab harden` applied (the platform's are unreachable from here).
-    return write_inventory("dev", json.loads(source.read_text()), out / "inventory.yml",
-                           source=str(source), extra_vars=lab_extravars()).inventory
+    return write_inventory(env, outputs, target.access(env), out / "inventory.yml",
+                           target="lab", source="the clones under test",
+                           extra_vars=lab_harden_vars()).inventory
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def hardened_run(hardened_lab: LabInventory,
                  tmp_path_factory: pytest.TempPathFactory) -> CheckRun:
     out = tmp_path_factory.mktemp("hardened")
     inventory = _inventory(hardened_lab.clones, out)
-    return run_checks("dev", inventory, out, waiver_files=default_files("dev", lab=True),
+    return run_checks("dev", inventory, out, waiver_files=default_files("dev", "lab"),
                       stream=False)
 
 
@@ -59,14 +60,16 @@ def unhardened_run(module_lab_clones: Any, tmp_path_factory: pytest.TempPathFact
     pristine = module_lab_clones({"pristine": "node"}).clone("pristine")
     out = tmp_path_factory.mktemp("unhardened")
     return run_checks("dev", _inventory([pristine], out), out,
-                      waiver_files=default_files("dev", lab=True), stream=False)
+                      waiver_files=default_files("dev", "lab"), stream=False)
 
 
 def test_inventory_from_outputs_reaches_every_clone(hardened_lab: LabInventory, tmp_path: Path):
     inventory = _inventory(hardened_lab.clones, tmp_path)
     hosts = host_vars(load_inventory(inventory))
-    assert {h: v["ansible_port"] for h, v in hosts.items()} == {
-        c.name: c.port for c in hardened_lab.clones}
+    ssh_config = inventory.with_name("ssh_config").read_text()
+    for clone in hardened_lab.clones:
+        block = ssh_config.split(f"Host {clone.name}\n", 1)[1].split("\n\n", 1)[0]
+        assert f"  Port {clone.port}" in block and "  StrictHostKeyChecking yes" in block
     assert {h: v["group_names"] for h, v in hosts.items()} == {
         c.name: [c.role] for c in hardened_lab.clones}
 

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from citadelle.checks_runner import run_checks
+from citadelle.deploy.inventory import write_inventory
+from citadelle.deploy.verify import run_checks
+from citadelle.deploy.waivers import known_requirement_ids, parse_waivers
+from citadelle.environment import Environment
+from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.inventory import write_inventory
-from citadelle.report import synthetic_outputs
-from citadelle.waivers import known_requirement_ids, parse_waivers
+from citadelle.evidence.report import synthetic_outputs
 
 pytestmark = pytest.mark.unit
 
@@ -75,9 +77,9 @@ def test_bad_waiver_is_refused(entry: dict[str, Any], message: str):
 @pytest.fixture
 def short_retention_inventory(tmp_path: Path) -> Path:
     # One month of journal: below SecNumCloud 12.6's six months, so the retention check fails.
-    files = write_inventory("dev", synthetic_outputs("dev"), tmp_path / "inv" / "inventory.yml",
-                            source="test", extra_vars={
-                                "bp028_audit_journald_max_retention": "1month"})
+    files = write_inventory(Environment.load("dev"), synthetic_outputs("dev"), Access(),
+                            tmp_path / "inv" / "inventory.yml", target="cloud", source="test",
+                            extra_vars={"bp028_audit_journald_max_retention": "1month"})
     return files.inventory
 
 

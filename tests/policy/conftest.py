@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from citadelle import paths
-from citadelle.analyzer import PolicyAnalyzer
-from citadelle.gate import policy_config_for
-from citadelle.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, RecordedResource, Recording
+from citadelle.environment import Environment
+from citadelle.environment.projections import policy_config
+from citadelle.plan.analyzer import PolicyAnalyzer
+from citadelle.plan.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, RecordedResource, Recording
 
 STACK = "test"
 PROJECT = "policytest"
@@ -27,7 +28,7 @@ def analyzer() -> Iterator[PolicyAnalyzer]:
 @pytest.fixture(scope="session")
 def dev_config() -> dict[str, Any]:
     """The pack's config for dev, built from dev's stack config: the allow-lists tests use."""
-    return policy_config_for("dev")
+    return policy_config(Environment.load("dev").settings)
 
 
 def secret(value: str = SECRET_MASK) -> dict[str, str]:
@@ -36,7 +37,7 @@ def secret(value: str = SECRET_MASK) -> dict[str, str]:
 
 
 class StackBuilder:
-    """Registrations of a tiny program, shaped like citadelle.offline's recordings."""
+    """Registrations of a tiny program, shaped like citadelle.plan.offline's recordings."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config

@@ -14,10 +14,12 @@ import pytest
 import yaml
 
 from citadelle import paths
-from citadelle.analyzer import PolicyAnalyzer
 from citadelle.cli import main
+from citadelle.environment import Environment
+from citadelle.environment.projections import policy_config
 from citadelle.errors import CitadelleError
-from citadelle.gate import GateResult, gate_environment, policy_config_for
+from citadelle.plan.analyzer import PolicyAnalyzer
+from citadelle.plan.gate import GateResult, gate_environment
 
 pytestmark = pytest.mark.policy
 
@@ -148,7 +150,7 @@ def test_advisory_violation_passes(analyzer, dev_config):
 
 
 def test_policy_config_comes_from_stack_config():
-    config = policy_config_for("prod")
+    config = policy_config(Environment.load("prod").settings)
     raw = yaml.safe_load(paths.PROJECT_FILE.read_text())["config"]["citadelle:sovereignty"]["value"]
     prod = yaml.safe_load((paths.ENVIRONMENTS_DIR / "Pulumi.prod.yaml").read_text())["config"]
     assert config["eu-region-allow-list"]["allowedRegions"] == sorted(
@@ -165,7 +167,7 @@ ALLOW_LISTS = ("allowedRegions", "allowedAuthHosts", "allowedDomains", "adminCid
 
 
 def test_no_allow_list_value_is_copied_into_the_pack():
-    config = policy_config_for("prod")
+    config = policy_config(Environment.load("prod").settings)
     values = {v for entry in config.values() for key, value in entry.items()
               if key in ALLOW_LISTS for v in value}
     assert len(values) >= 8
@@ -286,4 +288,4 @@ def test_engine_pulumi_runs_preview_with_the_pack_and_generated_config(tmp_path,
     assert args[:2] == ["preview", "--non-interactive"]
     assert args[args.index("--policy-pack") + 1] == str(paths.POLICY_DIR)
     assert args[args.index("--stack") + 1] == "dev"
-    assert seen["config"] == policy_config_for("dev")
+    assert seen["config"] == policy_config(Environment.load("dev").settings)

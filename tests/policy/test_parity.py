@@ -9,9 +9,9 @@ import json
 import pytest
 
 from citadelle.cli import main
-from citadelle.offline import RecordedResource, Recording
-from citadelle.parity import compare, parity
-from citadelle.plan import plan_environment, tiers, write_json
+from citadelle.plan.offline import RecordedResource, Recording
+from citadelle.plan.parity import compare, parity
+from citadelle.plan.plan import plan_environment, tiers, write_json
 
 pytestmark = pytest.mark.unit
 
@@ -122,7 +122,7 @@ def test_parity_of_environments_by_name():
 
 def test_allowances_come_from_the_parity_namespace():
     from citadelle.errors import CitadelleError
-    from citadelle.parity import ALLOW_KEY, _allowances
+    from citadelle.plan.parity import ALLOW_KEY, _allowances
 
     assert _allowances({ALLOW_KEY: '["citadelle:compute:ComputeFleet/app/*"]'}) == [
         "citadelle:compute:ComputeFleet/app/*"]

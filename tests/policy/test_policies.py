@@ -1,6 +1,6 @@
 """Every policy, one compliant and at least one violating case, through the out-of-process pack.
 
-Each case builds a tiny recorded stack (the shapes citadelle.offline records), runs it through
+Each case builds a tiny recorded stack (the shapes citadelle.plan.offline records), runs it through
 the gate's engine emulation (Remediate/Analyze per resource, AnalyzeStack) against the pack
 started once for the session, and asserts which resource the policy flags. Allow-lists come from
 dev's stack config, never from literals here.
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from citadelle.gate import run_gate
-from citadelle.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, UNKNOWN
+from citadelle.plan.gate import run_gate
+from citadelle.plan.offline import SECRET_MASK, SECRET_SIG, SIG_KEY, UNKNOWN
 
 # The builder fixture's class (tests/policy/conftest.py); conftest modules are not importable.
 StackBuilder = Any

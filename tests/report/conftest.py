@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from citadelle.report import check_catalogue, pack_policies
+from citadelle.environment import Environment
+from citadelle.evidence.report import check_catalogue, pack_policies
 
 VIOLATED_POLICY = "eu-region-allow-list"
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -39,7 +40,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 @pytest.fixture(scope="session")
 def catalogue() -> list[dict[str, Any]]:
-    return check_catalogue("dev")
+    return check_catalogue(Environment.load("dev"))
 
 
 @pytest.fixture(scope="session")

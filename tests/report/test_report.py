@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from citadelle.cli import main
-from citadelle.inventory import environment_settings
-from citadelle.report import LEVELS, STATUSES, build_report, render_markdown
-from citadelle.waivers import bp028_reference, snc_reference
+from citadelle.deploy.waivers import bp028_reference, snc_reference
+from citadelle.environment import Environment
+from citadelle.evidence.report import LEVELS, STATUSES, build_report, render_markdown
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,7 @@ def test_lists_every_automatable_snc_requirement(report):
 
 
 def test_lists_every_bp028_recommendation_at_the_environment_level(report):
-    hardening = environment_settings("dev").hardening
+    hardening = Environment.load("dev").settings.hardening
     top = max(LEVELS.index(hardening.level), LEVELS.index(hardening.bastion_level))
     expected = [rid for rid, r in bp028_reference().items() if LEVELS.index(r["level"]) <= top]
     assert [r.id for r in report.bp028] == expected

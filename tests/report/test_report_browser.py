@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from citadelle.evidence.report import STATUSES, build_report, save_report
 from citadelle.paths import REPO_ROOT
-from citadelle.report import STATUSES, build_report, save_report
 
 pytestmark = pytest.mark.browser
 

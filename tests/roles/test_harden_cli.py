@@ -14,7 +14,8 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(("argv", "message"), [
     (["harden", "--inventory", "/nonexistent/inventory.yml"],
      "harden: inventory /nonexistent/inventory.yml not found"),
-    (["harden"], "harden: --inventory FILE is required (or use --lab)"),
+    (["harden"], "harden: --inventory FILE is required (`citadelle inventory ENV` writes one; "
+                 "the lab's: `citadelle lab harden`)"),
     (["harden", "--inventory", "{inventory}", "--playbook", "workstation"],
      "harden: playbook 'workstation' not found (choose one of site, bastion, gateway, node"),
 ])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from citadelle import harden
+from citadelle.deploy import harden
 from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR, ROLES_DIR
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from citadelle import roledoc
+from citadelle.deploy import roledoc
 from citadelle.paths import PLAYBOOKS_DIR, REFERENCE_DIR
 
 pytestmark = pytest.mark.unit
@@ -83,7 +83,7 @@ def test_every_variable_is_prefixed_with_the_role_name(role: Path) -> None:
 @pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
 def test_readme_is_generated_from_the_spec(role: Path) -> None:
     assert (role / "README.md").read_text() == roledoc.render_readme(role), (
-        "run: python -m citadelle.roledoc")
+        "run: python -m citadelle.deploy.roledoc")
 
 
 @pytest.mark.parametrize(("role", "file", "name"), all_tasks(),

@@ -15,8 +15,8 @@ import yaml
 
 from citadelle import paths
 from citadelle.cli import main
-from citadelle.offline import Recording
-from citadelle.plan import plan_environment
+from citadelle.plan.offline import Recording
+from citadelle.plan.plan import plan_environment
 
 Mutation = Callable[[dict[str, Any], dict[str, Any]], None]
 _RECORDINGS: dict[str, Recording] = {}
@@ -90,8 +90,15 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) \
 _FAKE_PULUMI = """#!{python}
 # Stand-in for the Pulumi CLI: records how it was started and touches nothing else.
 import json, os, sys
+argv = sys.argv[1:]
+# The policy-pack config is a temporary file: keep what the engine would have read.
+pack_config = None
+if "--policy-pack-config" in argv:
+    with open(argv[argv.index("--policy-pack-config") + 1]) as handle:
+        pack_config = json.load(handle)
 with open({record!r}, "w") as out:
-    json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}, out)
+    json.dump({{"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+               "pack_config": pack_config}}, out)
 """
 
 

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 
 from citadelle import paths
+from citadelle.environment import Environment
+from citadelle.environment.projections import policy_config
+from citadelle.environment.stackconfig import load_stack_config
+from citadelle.environment.toolchain import NEVER_PASSED, QUIET_SETTINGS, quiet_env
 from citadelle.errors import CitadelleError
-from citadelle.pulumi_env import (
-    NEVER_PASSED,
-    QUIET_SETTINGS,
-    decide_backend,
-    ensure_sovereign_backend,
-    quiet_env,
-    settings_for,
-)
-from citadelle.stackconfig import load_stack_config
+from citadelle.sovereignty.backend import decide_backend, ensure_sovereign_backend
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("19.2.d", "19.6.c", "10.5.a")]
 
@@ -28,7 +24,7 @@ ENVIRONMENTS = ("dev", "mirror", "prod")
 
 
 def _settings(env: str) -> Any:
-    return settings_for(load_stack_config(paths.PROJECT_FILE, env))
+    return Environment.load(env).settings
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -199,7 +195,11 @@ def test_allowed_backend_starts_pulumi_quiet_and_sovereign(env_name, cli, enviro
     assert result.returncode == 0, result.stderr
     started = json.loads(record.read_text())
     decision = decide_backend(env_name, environ())
-    assert started["argv"] == ["preview", "--diff", "--stack", env_name]
+    argv = started["argv"]
+    # The engine runs the project's pack with the environment's config (SecNumCloud 19.2).
+    assert argv[:4] == ["preview", "--diff", "--policy-pack", str(paths.POLICY_DIR)]
+    assert argv[4] == "--policy-pack-config" and argv[6:] == ["--stack", env_name]
+    assert started["pack_config"] == policy_config(Environment.load(env_name).settings)
     assert Path(started["cwd"]) == paths.REPO_ROOT
     child = started["env"]
     assert child["PULUMI_BACKEND_URL"] == decision.url
@@ -207,6 +207,16 @@ def test_allowed_backend_starts_pulumi_quiet_and_sovereign(env_name, cli, enviro
     assert {s.name: child[s.name] for s in QUIET_SETTINGS if s.name != "ANSIBLE_COLLECTIONS_PATH"} \
         == {s.name: s.value for s in QUIET_SETTINGS if s.name != "ANSIBLE_COLLECTIONS_PATH"}
     assert "PULUMI_ACCESS_TOKEN" not in child
+
+
+@pytest.mark.parametrize("command", ["stack", "refresh"])
+def test_commands_that_do_not_deploy_run_without_the_pack(command, cli, environ, fake_pulumi):
+    bin_dir, record = fake_pulumi
+    result = cli(["pulumi", "dev", "--", command], environ(PATH=f"{bin_dir}:{environ()['PATH']}"))
+    assert result.returncode == 0, result.stderr
+    started = json.loads(record.read_text())
+    assert started["argv"] == [command, "--stack", "dev"]
+    assert started["pack_config"] is None
 
 
 def test_pulumi_absent_is_a_clear_error(cli, environ, tmp_path):

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from citadelle import paths
-from citadelle.gate import policy_config_for
-from citadelle.pulumi_env import settings_for
-from citadelle.secretscan import repo_files
-from citadelle.stackconfig import load_stack_config
+from citadelle.environment import Environment
+from citadelle.environment.projections import policy_config
+from citadelle.sovereignty.secretscan import repo_files
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("19.2.b", "19.6.c")]
 
@@ -21,13 +20,13 @@ CODE_DIRS = ("citadelle", "infra", "policies", "roles", "playbooks", "checks", "
 
 
 def _settings(env: str) -> Any:
-    return settings_for(load_stack_config(paths.PROJECT_FILE, env))
+    return Environment.load(env).settings
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_policy_gate_config_is_derived_from_the_allow_list(env):
     settings = _settings(env)
-    config = policy_config_for(env)
+    config = policy_config(Environment.load(env).settings)
     sovereignty = settings.sovereignty
     assert config["eu-endpoint-allow-list"]["allowedAuthHosts"] == sorted(
         settings.endpoint_hosts("openstack-auth"))

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
 from citadelle import paths
 from citadelle.cli import main
-from citadelle.secretscan import repo_files, scan_data, scan_file, scan_paths, scan_plan
+from citadelle.sovereignty.secretscan import repo_files, scan_data, scan_file, scan_paths, scan_plan
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("10.5.a", "19.6.c")]
 

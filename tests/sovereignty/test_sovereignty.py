@@ -14,19 +14,19 @@ import pytest
 import yaml
 
 from citadelle import paths
-from citadelle import plan as plan_module
 from citadelle.cli import main
-from citadelle.offline import RecordedResource
-from citadelle.plan import plan_stack
-from citadelle.pulumi_env import settings_for
-from citadelle.sovereignty import (
+from citadelle.environment import Environment
+from citadelle.environment.stackconfig import load_stack_config
+from citadelle.plan import plan as plan_module
+from citadelle.plan.offline import RecordedResource
+from citadelle.plan.plan import plan_stack
+from citadelle.sovereignty.scan import (
     Classifier,
     candidates,
     image_registry,
     inventory_variables,
     sovereignty_report,
 )
-from citadelle.stackconfig import load_stack_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("19.2.b", "19.2.d", "19.6.c", "12.14.a")]
 
@@ -34,7 +34,7 @@ ENVIRONMENTS = ("dev", "mirror", "prod")
 
 
 def _settings(env: str) -> Any:
-    return settings_for(load_stack_config(paths.PROJECT_FILE, env))
+    return Environment.load(env).settings
 
 
 # --------------------------------------------------------------------------- the project passes
@@ -82,8 +82,9 @@ def test_subnet_resolvers_are_the_dns_endpoints(env, recordings):
 )
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_role_endpoint_variables_come_from_the_allow_list(env, variable, kind, recordings):
-    settings = _settings(env)
-    variables = inventory_variables(env, settings, recordings(env))["all"]["vars"]
+    environment = Environment.load(env)
+    settings = environment.settings
+    variables = inventory_variables(environment, recordings(env))["all"]["vars"]
     assert variable in variables, f"the inventory does not supply {variable}"
     values = variables[variable] if isinstance(variables[variable], list) else \
         [variables[variable]]

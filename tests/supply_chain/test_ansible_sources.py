@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from citadelle import paths
-from citadelle.pulumi_env import quiet_env
-from citadelle.secretscan import repo_files
+from citadelle.environment.toolchain import quiet_env
+from citadelle.sovereignty.secretscan import repo_files
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("12.11.a", "19.6.c"), pytest.mark.bp028("R59")]
 

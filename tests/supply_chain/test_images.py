@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 
-from citadelle import paths
-from citadelle.plan import plan_environment
-from citadelle.pulumi_env import settings_for
-from citadelle.sovereignty import image_registry, is_digest_pinned
-from citadelle.stackconfig import load_stack_config
+from citadelle.environment import Environment
+from citadelle.plan.plan import plan_environment
+from citadelle.sovereignty.scan import image_registry, is_digest_pinned
 
 pytestmark = [pytest.mark.unit, pytest.mark.snc("19.6.c", "14.4.a")]
 
@@ -59,7 +57,7 @@ def manifests(env: str) -> list[dict[str, Any]]:
 
 
 def _registry(env: str) -> str:
-    settings = settings_for(load_stack_config(paths.PROJECT_FILE, env))
+    settings = Environment.load(env).settings
     return str(settings.kubernetes.registry)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from citadelle.offline import Recording
-from citadelle.plan import plan_environment
+from citadelle.plan.offline import Recording
+from citadelle.plan.plan import plan_environment
 
 ENVIRONMENTS = ("dev", "mirror", "prod")
 _CACHE: dict[str, Recording] = {}

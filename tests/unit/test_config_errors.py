@@ -12,10 +12,9 @@ import yaml
 
 from citadelle import paths
 from citadelle.cli import main
+from citadelle.environment import Environment
 from citadelle.errors import CitadelleError
-from citadelle.plan import plan_environment
-from citadelle.pulumi_env import settings_for
-from citadelle.stackconfig import load_stack_config
+from citadelle.plan.plan import plan_environment
 
 pytestmark = pytest.mark.unit
 
@@ -185,7 +184,7 @@ def test_project_copy_helper_leaves_the_repository_untouched(tmp_path: Path) -> 
 def test_offline_tools_refuse_a_secret_in_clear_as_the_program_does(tmp_path: Path) -> None:
     project_file = _project_copy(tmp_path, "dev", _set("volumeKek", "c2VjcmV0"))
     with pytest.raises(CitadelleError) as caught:
-        settings_for(load_stack_config(project_file, "dev"))
+        Environment.load("dev", project_file=project_file)
     assert caught.value.exit_code == 2
     (tmp_path / "program").mkdir()
     assert caught.value.message == _error(tmp_path / "program", _set("volumeKek", "c2VjcmV0"))
@@ -196,5 +195,18 @@ def test_offline_tools_accept_a_secure_secret(tmp_path: Path) -> None:
         stack["citadelle:keys"]["supplied"] = ["backup"]
         stack["citadelle:backupKek"] = {"secure": "v1:AAAA:BBBB"}
 
-    settings = settings_for(load_stack_config(_project_copy(tmp_path, "dev", supply), "dev"))
+    settings = Environment.load("dev", project_file=_project_copy(tmp_path, "dev", supply)).settings
     assert tuple(settings.keys.supplied) == ("backup",)
+
+
+def test_configuration_reference_is_generated_from_the_schema() -> None:
+    """docs/configuration.md lists every key of the schema and is what the generator writes."""
+    from citadelle.environment.reference import OUT, render, rows
+    from citadelle.environment.settings import Settings
+
+    text = OUT.read_text(encoding="utf-8")
+    assert text == render(), "run python -m citadelle.environment.reference"
+    keys = {key for key, *_ in rows(Settings, "")}
+    assert {"openstack.authUrl", "network.tiers.*.cidr", "workspaces[].expires",
+            "sovereignty.providers[].jurisdiction", "hardening.bastionLevel"} <= keys
+    assert all(f"`citadelle:{key}`" in text for key in keys)

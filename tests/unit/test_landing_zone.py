@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from citadelle import paths
-from citadelle.offline import RecordedResource, Recording, is_secret
-from citadelle.plan import tiers
+from citadelle.plan.offline import RecordedResource, Recording, is_secret
+from citadelle.plan.plan import tiers
 
 pytestmark = pytest.mark.unit
 

@@ -125,7 +125,7 @@ def test_gateway_egress_admits_the_channel_only() -> None:
 
 
 def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Path) -> None:
-    from citadelle.report import migration_evidence
+    from citadelle.evidence.report import migration_evidence
 
     folder = tmp_path / "migrate" / "dev-lab" / "verify-20261204T000000Z"
     folder.mkdir(parents=True)

@@ -17,8 +17,9 @@ import pytest
 import testinfra
 import yaml
 
-from citadelle import harden
+from citadelle.deploy import harden
 from citadelle.lab import Lab, LabInventory
+from citadelle.lab.target import lab_harden_vars
 from citadelle.paths import PLAYBOOKS_DIR, ROLES_DIR
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
 HOSTS = sorted(CLONES)
 LEVELS = ["minimal", "intermediary", "enhanced", "high"]
-LAB_VARS = harden.lab_extravars()
+LAB_VARS = lab_harden_vars()
 
 
 def role_vars(role: str) -> dict[str, Any]:

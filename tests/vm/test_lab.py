@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -13,9 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from citadelle.environment import Environment
 from citadelle.lab import ROLES, Lab, default_recipe, recipe_hash
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER, find_image
-from citadelle.lab.vm import MachineSpec, pid_alive
+from citadelle.lab.supervisor import alive
+from citadelle.lab.target import lab_outputs
+from citadelle.lab.vm import MachineSpec
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJmZ8rK0n7kq0Xw6b0pKkHq5m7Jx5l1X6aV9p0m5dY0W test"
 MIRROR = "http://deb.debian.org/debian"
@@ -183,11 +185,10 @@ def test_clone_clock_follows_the_host(pair, name):
 
 @pytest.mark.vm
 def test_clones_get_their_own_host_keys(pair):
-    outputs = json.loads(pair.stack_outputs.read_text())
     keys = {name: _ssh(pair, name, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
             for name in pair_names}
     assert keys["lab-a"] != keys["lab-b"]
-    assert outputs["bastion"]["hostKeyEd25519"].split()[1] == keys["lab-a"]
+    assert {n: pair.clone(n).host_key_ed25519.split()[1] for n in pair_names} == keys
 
 
 @pytest.mark.vm
@@ -198,15 +199,17 @@ def test_vmgenid_is_bound_so_clones_reseed_their_rng(pair):
 
 
 @pytest.mark.vm
-def test_stack_outputs_have_the_foundation_shape(pair):
-    outputs = json.loads(pair.stack_outputs.read_text())
-    assert set(outputs) == {"environment", "bastion", "servers", "adminUser", "adminGroup",
-                            "lab"}
-    assert outputs["lab"] is True
+def test_the_lab_target_realises_the_environment_outputs(pair):
+    outputs = lab_outputs(Environment.load("dev"), pair.clones, DEFAULT_ADMIN_USER,
+                          DEFAULT_ADMIN_GROUP).to_json()
+    assert set(outputs) == {"environment", "region", "servers", "adminUser", "adminGroup",
+                            "containers"}
+    assert outputs["environment"] == "dev"
     assert (outputs["adminUser"], outputs["adminGroup"]) == (DEFAULT_ADMIN_USER,
                                                              DEFAULT_ADMIN_GROUP)
-    assert outputs["bastion"]["publicIp"] == "127.0.0.1"
-    assert outputs["bastion"]["sshPort"] == pair.clone("lab-a").port
+    assert {n: (s["sshHost"], s["sshPort"], s["hostKeyEd25519"])
+            for n, s in outputs["servers"].items()} == {
+        c.name: ("127.0.0.1", c.port, c.host_key_ed25519) for c in pair.clones}
     assert {n: s["role"] for n, s in outputs["servers"].items()} == pair_names
     assert {n: s["sshPort"] for n, s in outputs["servers"].items()} == {
         n: pair.clone(n).port for n in pair_names}
@@ -253,11 +256,12 @@ def test_down_kills_the_clone_by_pid(lab: Lab, lab_clones):
     clone = inventory.clone("lab-gone")
     assert lab.ssh("lab-gone", "true").returncode == 0  # usable as soon as up() returns
     marker = str(clone.directory / "qmp.sock")
-    assert pid_alive(clone.pid, marker)
+    assert alive(clone.pid, marker)
     assert lab.down(["lab-gone"]) == ["lab-gone"]
     assert not Path(f"/proc/{clone.pid}").exists()
     assert not clone.directory.exists()
-    assert "lab-gone" not in json.loads(inventory.stack_outputs.read_text())["servers"]
+    assert "lab-gone" not in {c.name for c in lab.clones()}
+    assert "Host lab-gone" not in inventory.ssh_config.read_text()
 
 
 FAILING_TEST = '''

@@ -1,0 +1,1 @@
+"""From a deployed environment to hardened, verified hosts: pulumi, inventory, harden, verify."""

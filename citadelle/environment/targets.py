@@ -1,0 +1,192 @@
+"""Where a deployed environment is: the target that supplies its stack outputs and access.
+
+A target answers three questions for every post-deploy stage, so that no stage asks which
+target it runs against: the stack outputs (:class:`~citadelle.environment.outputs.StackOutputs`),
+how to log in (identity, sudo password file), and which role variables the place itself
+imposes over the ones derived from the stack config (the lab's clones, for instance, reach
+their host's mirror and collector instead of the platform's). ``prepare`` starts whatever the
+target serves its hosts before they are hardened (the lab's log collector).
+
+:class:`CloudTarget` is the deployed environment on its OpenStack cloud, read through the
+Pulumi CLI or from saved outputs; the VM lab's target is ``citadelle.lab.target.LabTarget``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from citadelle.environment.outputs import StackOutputs
+from citadelle.errors import CitadelleError
+
+if TYPE_CHECKING:
+    from citadelle.environment import Environment
+
+
+@dataclass(frozen=True)
+class Access:
+    """How Ansible and the checks log in, and what the target imposes on the roles."""
+
+    identity_file: Path | None = None
+    become_password_file: Path | None = None
+    role_vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Target(Protocol):
+    name: str
+    label: str  # where the outputs came from, for generated files' headers
+
+    def up(self, env: Environment, log: Path) -> tuple[StackOutputs, str]:
+        """Deploy (or stand in for deploying) ``env``; its outputs and a one-line summary."""
+        ...
+
+    def outputs(self, env: Environment) -> StackOutputs: ...
+
+    def access(self, env: Environment) -> Access: ...
+
+    def prepare(self, env: Environment) -> list[str]:
+        """Start what the target serves its hosts; lines saying what was started."""
+        ...
+
+
+def pulumi_cli(environment: Mapping[str, str]) -> str:
+    """The Pulumi CLI's path, or a clear refusal: stack outputs and `up` need the real CLI."""
+    executable = shutil.which("pulumi", path=environment.get("PATH"))
+    if executable is None:
+        raise CitadelleError(
+            "the Pulumi CLI is not on PATH (needed to read the stack outputs); install it from "
+            "the in-region mirror (docs/sovereignty.md) or pass saved outputs with --from FILE "
+            "(or use --target lab)")
+    return executable
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CitadelleError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise CitadelleError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
+
+
+@dataclass(frozen=True)
+class CloudTarget:
+    """The environment deployed on its cloud: outputs from the Pulumi CLI or a saved file."""
+
+    outputs_file: Path | None = None
+    become_password_file: Path | None = None
+    name: str = "cloud"
+
+    @property
+    def label(self) -> str:
+        return str(self.outputs_file) if self.outputs_file else "`pulumi stack output --json`"
+
+    def outputs(self, env: Environment) -> StackOutputs:
+        if self.outputs_file is not None:
+            raw = read_json(self.outputs_file)
+        else:
+            # Imported here: the backend policy is only needed when the CLI is asked.
+            from citadelle.sovereignty.backend import pulumi_environment  # noqa: PLC0415
+
+            environment = pulumi_environment(env)
+            proc = subprocess.run(
+                [pulumi_cli(environment), "stack", "output", "--json", "--stack", env.name],
+                capture_output=True, text=True, check=False, env=environment,
+                cwd=env.project_file.parent)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise CitadelleError(f"pulumi stack output -s {env.name} failed: {last}")
+            raw = json.loads(proc.stdout)
+        return StackOutputs.parse(raw).for_environment(env.name)
+
+    def up(self, env: Environment, log: Path) -> tuple[StackOutputs, str]:
+        """``pulumi up`` through the Automation API (which drives the CLI), pack attached."""
+        # Imported here: the backend policy and the Automation API are only needed for `up`.
+        from pulumi import automation  # noqa: PLC0415
+
+        from citadelle.deploy.pulumi import pack_arguments  # noqa: PLC0415
+        from citadelle.sovereignty.backend import pulumi_environment  # noqa: PLC0415
+
+        environment = pulumi_environment(env)
+        try:
+            pulumi_cli(environment)
+        except CitadelleError:
+            raise CitadelleError(
+                "the Pulumi CLI is not on PATH: `pulumi up` runs through the Automation API, "
+                "which drives the CLI. Install it from the in-region mirror "
+                f"(docs/sovereignty.md), or run `citadelle deploy {env.name} --target lab`, or "
+                f"continue after an up made elsewhere with `citadelle deploy {env.name} "
+                "--from-step inventory --outputs FILE`", exit_code=2) from None
+        # The engine runs the same policy pack as the offline gate, with the same config.
+        policy_args = pack_arguments(env, ["up"], log.with_name("policy-config.json"))[1:]
+        with log.open("w", encoding="utf-8") as handle:
+            stack = automation.select_stack(
+                stack_name=env.name, work_dir=str(env.project_file.parent),
+                opts=automation.LocalWorkspaceOptions(env_vars=environment))
+            result = stack.up(on_output=lambda line: handle.write(line + "\n"),
+                              policy_packs=[policy_args[1]], policy_pack_configs=[policy_args[3]])
+        outputs = StackOutputs.parse(
+            {key: value.value for key, value in result.outputs.items()}).for_environment(env.name)
+        summary = result.summary.resource_changes or {}
+        return outputs, "pulumi up: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.items()))
+
+    def access(self, env: Environment) -> Access:
+        # Operators log in with their own agent-held keys; nothing is imposed on the roles.
+        return Access(become_password_file=self.become_password_file)
+
+    def prepare(self, env: Environment) -> list[str]:
+        return []
+
+
+# Every target by name, imported on use: only the lab's own commands import the lab.
+TARGETS: dict[str, str] = {
+    "cloud": "citadelle.environment.targets:CloudTarget",
+    "lab": "citadelle.lab.target:LabTarget",
+}
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """The options every post-deploy command takes to say where the environment is."""
+    parser.add_argument("--target", choices=sorted(TARGETS), default="cloud",
+                        help="cloud: the deployed environment (Pulumi CLI or --from FILE); "
+                        "lab: the local VM clones (default: %(default)s)")
+    parser.add_argument("--from", dest="from_file", metavar="FILE", type=Path, default=None,
+                        help="with --target cloud: saved `pulumi stack output --json`")
+    parser.add_argument("--become-password-file", metavar="FILE", type=Path, default=None,
+                        help="with --target cloud: file holding the admin's sudo password "
+                        "(referenced, never copied)")
+    parser.add_argument("--lab-run-dir", metavar="DIR", type=Path, default=None,
+                        help="with --target lab: folder of the clones (default: .lab/)")
+
+
+def make_target(name: str, *, from_file: Path | None = None,
+                become_password_file: Path | None = None,
+                lab_run_dir: Path | None = None) -> Target:
+    """The target called ``name``, with the options that apply to it."""
+    if name not in TARGETS:
+        raise CitadelleError(f"unknown target {name!r} (known: {', '.join(sorted(TARGETS))})",
+                             exit_code=2)
+    module, _, attribute = TARGETS[name].partition(":")
+    factory = getattr(importlib.import_module(module), attribute)
+    if name == "cloud":
+        target: Target = factory(outputs_file=from_file,
+                                 become_password_file=become_password_file)
+    else:
+        if from_file is not None or become_password_file is not None:
+            raise CitadelleError("--from and --become-password-file are for --target cloud; "
+                                 "the lab supplies its own outputs and credentials", exit_code=2)
+        target = factory(run_dir=lab_run_dir)
+    return target
+
+
+def target_from_args(args: argparse.Namespace) -> Target:
+    return make_target(args.target, from_file=args.from_file,
+                       become_password_file=args.become_password_file,
+                       lab_run_dir=args.lab_run_dir)

@@ -1,0 +1,609 @@
+"""`citadelle report ENV [--run DIR]`: compliance evidence for auditors, HTML and Markdown.
+
+For each SecNumCloud 3.2 requirement the reference marks automatable (true or partial) and each
+ANSSI-BP-028 recommendation at the environment's level, the report lists the controls that
+enforce or verify it and their latest results:
+
+- policies of the CrossGuard pack (``policies/``: each policy's ``snc:``/``bp028:`` tags),
+  with the gate's result from the run's SARIF;
+- hardening role tasks (``roles/*/tasks/*.yml``: task names cite BP-028 ids);
+- post-deploy checks (``checks/``: their ``snc``/``bp028`` marks, collected by pytest), with the
+  run's JUnit results per host;
+- waivers (``waivers/<env>.yaml``, plus ``waivers/lab.yaml`` for lab runs).
+
+Requirements with no automated control are listed as such. Totals by chapter (SecNumCloud) and
+by level (BP-028). The HTML is one self-contained file: inline CSS, no script, no external link.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from citadelle import paths
+from citadelle.deploy.inventory import write_inventory
+from citadelle.deploy.verify import CHECKS_DIR, CaseResult, read_junit
+from citadelle.deploy.waivers import (
+    Waiver,
+    bp028_reference,
+    default_files,
+    load_waivers,
+    snc_reference,
+)
+from citadelle.environment import Environment, env_command
+from citadelle.environment.outputs import ROLES, StackOutputs
+from citadelle.environment.projections import host_levels
+from citadelle.environment.targets import Access
+from citadelle.errors import CitadelleError
+
+LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")
+_TASK_IDS = re.compile(r"^((?:R\d+)(?:\s*,\s*R\d+)*)\s*\|")
+STATUSES: tuple[str, ...] = ("failed", "waived", "passed", "not run", "no automated control")
+
+
+# --------------------------------------------------------------------------- controls
+
+
+@dataclass(frozen=True)
+class PolicyControl:
+    name: str
+    description: str
+    enforcement: str
+    snc: tuple[str, ...]
+    bp028: tuple[str, ...]
+
+
+@dataclass
+class CheckControl:
+    name: str  # module::function
+    ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Evidence:
+    """Controls and results for one requirement id."""
+
+    policies: list[tuple[str, str]] = field(default_factory=list)  # (policy, gate status)
+    tasks: list[str] = field(default_factory=list)
+    checks: list[tuple[str, Counter[str]]] = field(default_factory=list)  # (check, outcomes)
+    waivers: list[str] = field(default_factory=list)
+
+    @property
+    def automated(self) -> bool:
+        return bool(self.policies or self.tasks or self.checks)
+
+    @property
+    def status(self) -> str:
+        if not self.automated:
+            return "no automated control"
+        outcomes: Counter[str] = Counter()
+        for _, counts in self.checks:
+            outcomes.update(counts)
+        gate = [status for _, status in self.policies]
+        if "violated" in gate or outcomes["failed"] or outcomes["error"]:
+            return "failed"
+        if outcomes["waived"]:
+            return "waived"
+        if outcomes["passed"] or "passed" in gate:
+            return "passed"
+        return "not run"
+
+
+def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyControl]:
+    """The pack's policies and their requirement ids (its metadata, as the engine sees it)."""
+    table = pack_dir / "metadata.yaml"
+    if table.is_file():
+        rows = yaml.safe_load(table.read_text(encoding="utf-8")) or []
+        return [PolicyControl(str(r["name"]), str(r.get("description", "")),
+                              str(r.get("enforcement", "mandatory")),
+                              tuple(map(str, r.get("snc") or [])),
+                              tuple(map(str, r.get("bp028") or []))) for r in rows]
+    # No metadata table: ask the pack itself (importing it has no side effect).
+    sys.path.insert(0, str(pack_dir))
+    try:
+        from citadelle_policies import all_policies  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+
+        policies = all_policies()
+    finally:
+        sys.path.remove(str(pack_dir))
+    result = []
+    for policy in policies:
+        tags = list(policy.tags or [])
+        result.append(PolicyControl(
+            name=policy.name, description=str(policy.description),
+            # The pack sets a level on every policy; the engine's default is mandatory.
+            enforcement=str(policy.enforcement_level.value
+                            if policy.enforcement_level else "mandatory").lower(),
+            snc=tuple(t.removeprefix("snc:") for t in tags if t.startswith("snc:")),
+            bp028=tuple(t.removeprefix("bp028:") for t in tags if t.startswith("bp028:"))))
+    return result
+
+
+def role_tasks(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
+    """BP-028 id -> ``role: task name`` for every task whose name cites it."""
+    result: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(roles_dir.glob("*/tasks/*.yml")):
+        tasks = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        for task in tasks if isinstance(tasks, list) else []:
+            name = str(task.get("name", "")) if isinstance(task, dict) else ""
+            match = _TASK_IDS.match(name)
+            if match:
+                for rid in re.findall(r"R\d+", match.group(1)):
+                    result[rid].append(f"{path.parts[-3]}: {name}")
+    return result
+
+
+def synthetic_outputs(env: str) -> StackOutputs:
+    # One host per node role: enough for pytest to collect every check and its marks offline.
+    return StackOutputs.parse({
+        "environment": env, "adminUser": "admin", "adminGroup": "admins",
+        "servers": {f"citadelle-{env}-{role}-1": {"role": role, "privateIp": "192.0.2.2",
+                                                  "sshHost": "192.0.2.2", "sshPort": 22}
+                    for role in ROLES}})
+
+
+def check_catalogue(env: Environment, inventory: Path | None = None) -> list[dict[str, Any]]:
+    """Every check pytest collects for the environment, with its requirement ids."""
+    with tempfile.TemporaryDirectory(prefix="citadelle-catalogue-") as tmp:
+        if inventory is None or not inventory.is_file():
+            inventory = write_inventory(env, synthetic_outputs(env.name), Access(),
+                                        Path(tmp) / "inv.yml", target="cloud",
+                                        source="a synthetic host per role").inventory
+        out = Path(tmp) / "catalogue.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", str(CHECKS_DIR), "--collect-only", "-q",
+             "-p", "no:cacheprovider", "--citadelle-inventory", str(inventory),
+             "--citadelle-catalogue", str(out)],
+            cwd=paths.REPO_ROOT, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not out.is_file():
+            last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+            raise CitadelleError(f"report: collecting the checks failed: {last}")
+        data: list[dict[str, Any]] = json.loads(out.read_text(encoding="utf-8"))
+        return data
+
+
+# --------------------------------------------------------------------------- results
+
+
+def gate_results(sarif: Path) -> dict[str, str]:
+    """policy -> passed | violated | advisory, from the gate's SARIF."""
+    document = json.loads(sarif.read_text(encoding="utf-8"))
+    status: dict[str, str] = {}
+    for run in document.get("runs", []):
+        for rule in run.get("tool", {}).get("driver", {}).get("rules", []):
+            status[rule["id"]] = "passed"
+        for result in run.get("results", []):
+            level = result.get("level", "error")
+            if level == "error":
+                status[result["ruleId"]] = "violated"
+            elif status.get(result["ruleId"]) != "violated":
+                status[result["ruleId"]] = "advisory"
+    return status
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Row:
+    kind: str  # snc | bp028
+    id: str
+    title: str
+    group: str  # chapter (SecNumCloud) or level (BP-028)
+    note: str  # automatable (SecNumCloud) or roles at that level (BP-028)
+    evidence: Evidence
+
+
+@dataclass
+class Report:
+    env: str
+    generated: str
+    run: Path | None
+    run_target: str
+    sources: list[str]
+    snc: list[Row]
+    bp028: list[Row]
+    chapter_titles: dict[str, str]
+    # The latest verified data transfer of the environment (and of its lab rehearsal).
+    migration: list[MigrationEvidence] = field(default_factory=list)
+
+    def totals(self, rows: Sequence[Row]) -> dict[str, Counter[str]]:
+        totals: dict[str, Counter[str]] = {}
+        for row in rows:
+            counts = totals.setdefault(row.group, Counter())
+            counts["requirements"] += 1
+            counts["automated"] += row.evidence.automated
+            counts[row.evidence.status] += 1
+        overall: Counter[str] = Counter()
+        for counts in totals.values():
+            overall.update(counts)
+        totals["all"] = overall
+        return totals
+
+
+def _section_of(rid: str, sections: Mapping[str, Any]) -> str | None:
+    """The SecNumCloud section a requirement id belongs to (19.2.b -> 19.2)."""
+    candidate = rid
+    while candidate:
+        if candidate in sections and sections[candidate]["level"] != "chapter":
+            return candidate
+        if "." not in candidate:
+            return None
+        candidate = candidate.rsplit(".", 1)[0]
+    return None
+
+
+def _chapter(section: Mapping[str, Any], sections: Mapping[str, Any]) -> str:
+    current = section
+    while current.get("parent"):
+        current = sections[str(current["parent"])]
+    return str(current["id"])
+
+
+class _Keys:
+    """Maps any cited id to the row it evidences: a BP-028 id, or its SecNumCloud section."""
+
+    def __init__(self) -> None:
+        self.sections = snc_reference()
+        self.recommendations = bp028_reference()
+
+    def __call__(self, rid: str) -> str | None:
+        if rid in self.recommendations:
+            return rid
+        return _section_of(rid, self.sections)
+
+
+def collect_evidence(policies: Sequence[PolicyControl], gate: Mapping[str, str],
+                     catalogue: Sequence[Mapping[str, Any]], results: Sequence[CaseResult],
+                     waivers: Sequence[Waiver]) -> dict[str, Evidence]:
+    """Requirement row id -> its controls and their latest results."""
+    key = _Keys()
+    evidence: dict[str, Evidence] = defaultdict(Evidence)
+    for policy in policies:
+        for rid in {k for k in map(key, (*policy.snc, *policy.bp028)) if k}:
+            evidence[rid].policies.append((policy.name, gate.get(policy.name, "not run")))
+    for rid, tasks in role_tasks().items():
+        evidence[rid].tasks.extend(tasks)
+    checks: dict[str, set[str]] = defaultdict(set)
+    for entry in catalogue:
+        name = f"{str(entry['module']).removeprefix('checks/')}::{entry['check']}"
+        for row in {k for k in map(key, entry["requirements"]) if k}:
+            checks[row].add(name)
+    outcomes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for result in results:
+        name = f"{result.module.removeprefix('checks.')}.py::{result.check}"
+        for row in {k for k in map(key, result.requirements) if k}:
+            outcomes[(row, name)][result.outcome] += 1
+    for row, names in checks.items():
+        evidence[row].checks.extend((n, outcomes.get((row, n), Counter())) for n in sorted(names))
+    for waiver in waivers:
+        row_key = key(waiver.requirement)
+        if row_key:
+            evidence[row_key].waivers.append(_waiver_text(waiver))
+    return evidence
+
+
+@dataclass(frozen=True)
+class MigrationEvidence:
+    path: str
+    ok: bool
+    objects: int
+    bytes: int
+    digest: str
+    verified: str  # when verify ended
+    recheck: str  # "holds", or what check-evidence found
+
+
+def migration_evidence(env: str, base: Path = paths.RUNS_DIR) -> list[MigrationEvidence]:
+    """The newest evidence of ``citadelle migrate verify`` per run folder, re-verified now."""
+    # Imported here: the migrate package is only needed when a transfer was verified.
+    from citadelle.migrate import evidence  # noqa: PLC0415
+
+    found = []
+    for folder in (base / "migrate" / env, base / "migrate" / f"{env}-lab"):
+        files = sorted(folder.glob("verify-*/evidence.json"))
+        if not files:
+            continue
+        try:
+            problems = evidence.check(files[-1])
+            data = json.loads(files[-1].read_text())
+        except (CitadelleError, ValueError) as err:
+            found.append(MigrationEvidence(str(files[-1]), False, 0, 0, "", "",
+                                           f"unreadable: {err}"))
+            continue
+        destination = data.get("destination", {})
+        found.append(MigrationEvidence(
+            str(files[-1]), bool(data.get("ok")), int(destination.get("objects", 0)),
+            int(destination.get("bytes", 0)), str(data.get("digest", "")),
+            str(data.get("time_range", {}).get("verify_finished", "")),
+            "holds" if not problems else "; ".join(problems)))
+    return found
+
+
+def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] | None = None,
+                 policies: list[PolicyControl] | None = None) -> Report:
+    environment = Environment.load(env)
+    sections = snc_reference()
+    run_info = json.loads((run / "run.json").read_text()) if run and (run / "run.json").is_file() \
+        else {}
+    target = str(run_info.get("target", ""))
+    sources: list[str] = []
+    gate: dict[str, str] = {}
+    if run is not None and (run / "gate.sarif").is_file():
+        gate = gate_results(run / "gate.sarif")
+        sources.append(str(run / "gate.sarif"))
+    inventory = run / "inventory" / "inventory.yml" if run is not None else None
+    results: list[CaseResult] = []
+    if run is not None and (run / "checks.junit.xml").is_file():
+        results = read_junit(run / "checks.junit.xml")
+        sources.append(str(run / "checks.junit.xml"))
+    waivers = load_waivers(default_files(env, target))
+    sources += [str(p) for p in waivers.files]
+    evidence = collect_evidence(
+        pack_policies() if policies is None else policies, gate,
+        check_catalogue(environment, inventory) if catalogue is None else catalogue, results,
+        waivers.waivers)
+
+    snc_rows = [
+        Row("snc", sid, str(section["title"]), _chapter(section, sections),
+            "true" if section["automatable"] is True else "partial", evidence[sid])
+        for sid, section in sections.items()
+        if section["level"] != "chapter" and section.get("automatable") in (True, "partial")]
+    levels = host_levels(environment.settings)
+    top = max(LEVELS.index(level) for level in levels.values())
+    bp_rows = [
+        Row("bp028", rid, str(rec["title"]), str(rec["level"]),
+            ", ".join(r for r, level in levels.items()
+                      if LEVELS.index(rec["level"]) <= LEVELS.index(level)), evidence[rid])
+        for rid, rec in bp028_reference().items() if LEVELS.index(rec["level"]) <= top]
+    chapters = {sid: str(s["title"]) for sid, s in sections.items() if s["level"] == "chapter"}
+    migration = migration_evidence(env)
+    sources += [m.path for m in migration]
+    return Report(env=env, generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                  run=run, run_target=target or "none", sources=sources, snc=snc_rows,
+                  bp028=bp_rows, chapter_titles=chapters, migration=migration)
+
+
+def _migration_cells(m: MigrationEvidence) -> list[str]:
+    return [m.path, "verified, every byte" if m.ok else "differences found", str(m.objects),
+            str(m.bytes), m.verified, m.recheck, m.digest]
+
+
+MIGRATION_HEADERS = ("Evidence", "Result", "Objects", "Bytes", "Verified", "Re-verified now",
+                     "Digest")
+
+
+def _waiver_text(waiver: Waiver) -> str:
+    return (f"{waiver.scope}: {waiver.justification} (owner {waiver.owner}, expires "
+            f"{waiver.expires.isoformat()}"
+            + (f", checks {', '.join(waiver.checks)}" if waiver.checks else "") + ")")
+
+
+# --------------------------------------------------------------------------- rendering
+
+TOTAL_KEYS: tuple[str, ...] = ("requirements", "automated", *STATUSES)
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1f24;
+max-width:1400px}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:2px solid #d0d7de}
+p.meta{color:#57606a;margin-top:0}
+table{border-collapse:collapse;width:100%;margin:.8rem 0;font-size:.86rem}
+th,td{border:1px solid #d0d7de;padding:.3rem .45rem;vertical-align:top;text-align:left}
+th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.all td{font-weight:600;background:#f6f8fa}
+.status{font-weight:600;white-space:nowrap}
+.s-passed{color:#116329}.s-failed{color:#a40e26}.s-waived{color:#7d4e00}
+.s-not-run{color:#57606a}.s-no-automated-control{color:#6639ba}
+ul{margin:0;padding-left:1.1rem}li{margin:.1rem 0}code{font-size:.8rem;overflow-wrap:anywhere}
+table[id^="requirements-"] td:nth-child(5){min-width:13rem}
+table[id^="requirements-"] td:nth-child(7){min-width:22rem}
+"""
+
+
+def ordered_groups(totals: Mapping[str, Any]) -> list[str]:
+    """Chapters in numeric order, BP-028 levels from minimal to high, then the overall row."""
+    def rank(group: str) -> tuple[int, int]:
+        if group in LEVELS:
+            return (0, LEVELS.index(group))
+        return (1, int(group)) if group.isdigit() else (2, 0)
+
+    return [*sorted((g for g in totals if g != "all"), key=rank), "all"]
+
+
+def _slug(status: str) -> str:
+    return status.replace(" ", "-")
+
+
+def _counts_text(counts: Counter[str]) -> str:
+    order = ("passed", "failed", "error", "waived", "skipped")
+    parts = [f"{counts[k]} {k}" for k in order if counts[k]]
+    return ", ".join(parts) if parts else "not run"
+
+
+def _html_list(items: Iterable[str]) -> str:
+    values = list(items)
+    if not values:
+        return "&mdash;"
+    return "<ul>" + "".join(f"<li>{v}</li>" for v in values) + "</ul>"
+
+
+def _totals_html(report: Report, rows: Sequence[Row], kind: str, label: str) -> str:
+    totals = report.totals(rows)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in TOTAL_KEYS)
+    lines = [f'<table id="totals-{kind}"><thead><tr><th>{label}</th>{head}</tr></thead><tbody>']
+    for group in ordered_groups(totals):
+        counts = totals[group]
+        title = report.chapter_titles.get(group, "") if kind == "snc" else ""
+        name = "All" if group == "all" else html.escape(f"{group} {title}".strip())
+        cells = "".join(f'<td class="n" data-key="{k}">{counts[k]}</td>' for k in TOTAL_KEYS)
+        css = ' class="all"' if group == "all" else ""
+        lines.append(f'<tr data-group="{html.escape(group)}"{css}><td>{name}</td>{cells}</tr>')
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _rows_html(rows: Sequence[Row], kind: str, note: str) -> str:
+    lines = [f'<table id="requirements-{kind}"><thead><tr><th>Id</th><th>Requirement</th>'
+             f"<th>{note}</th><th>Status</th><th>Policies (gate)</th><th>Role tasks</th>"
+             "<th>Checks (results on hosts)</th><th>Waivers</th></tr></thead><tbody>"]
+    for row in rows:
+        ev = row.evidence
+        status = ev.status
+        policies = (f"<code>{html.escape(n)}</code>: {html.escape(s)}" for n, s in ev.policies)
+        tasks = (html.escape(t) for t in ev.tasks)
+        checks = (f"<code>{html.escape(n)}</code>: {_counts_text(c)}" for n, c in ev.checks)
+        waivers = (html.escape(w) for w in ev.waivers)
+        lines.append(
+            f'<tr id="{kind}-{html.escape(row.id)}" data-status="{_slug(status)}">'
+            f"<td>{html.escape(row.id)}</td><td>{html.escape(row.title)}</td>"
+            f"<td>{html.escape(row.note)}</td>"
+            f'<td class="status s-{_slug(status)}">{html.escape(status)}</td>'
+            f"<td>{_html_list(policies)}</td><td>{_html_list(tasks)}</td>"
+            f"<td>{_html_list(checks)}</td><td>{_html_list(waivers)}</td></tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def render_html(report: Report) -> str:
+    run = html.escape(str(report.run)) if report.run else "none (controls only, no results)"
+    sources = _html_list(f"<code>{html.escape(s)}</code>" for s in report.sources)
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Citadelle compliance evidence: {html.escape(report.env)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Compliance evidence: environment {html.escape(report.env)}</h1>",
+        f'<p class="meta">Generated {html.escape(report.generated)} by <code>citadelle report'
+        f"</code>; run {run} (target {html.escape(report.run_target)}). SecNumCloud 3.2 "
+        "requirements marked automatable (true or partial) and ANSSI-BP-028 recommendations at "
+        "the environment's levels, with the policies, role tasks and checks that enforce or "
+        "verify them, their latest results and the waivers in force. A requirement without "
+        "automated control is listed as such: it is covered by process and documentation.</p>",
+        f"<h2>Evidence sources</h2>{sources}",
+        "<h2>SecNumCloud 3.2: totals by chapter</h2>",
+        _totals_html(report, report.snc, "snc", "Chapter"),
+        "<h2>ANSSI-BP-028: totals by level</h2>",
+        _totals_html(report, report.bp028, "bp028", "Level"),
+        "<h2>SecNumCloud 3.2 requirements</h2>",
+        _rows_html(report.snc, "snc", "Automatable"),
+        "<h2>ANSSI-BP-028 recommendations</h2>",
+        _rows_html(report.bp028, "bp028", "Node roles"),
+        "<h2>Data migration (SecNumCloud 19.2, 10.1): verified transfers</h2>",
+        _migration_html(report.migration),
+        "</body></html>", ""])
+
+
+def _migration_html(evidence: Sequence[MigrationEvidence]) -> str:
+    if not evidence:
+        return "<p>No verified transfer (<code>citadelle migrate verify</code>) yet.</p>"
+    head = "".join(f"<th>{h}</th>" for h in MIGRATION_HEADERS)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _migration_cells(m))
+                   + "</tr>" for m in evidence)
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    lines = [f"# Compliance evidence: environment {report.env}", "",
+             f"Generated {report.generated} by `citadelle report`; run "
+             f"{report.run or 'none (controls only, no results)'} (target {report.run_target}).",
+             "", "Evidence sources:", ""]
+    lines += [f"- `{s}`" for s in report.sources] or ["- none"]
+    for title, rows, kind, label in (
+            ("SecNumCloud 3.2: totals by chapter", report.snc, "snc", "Chapter"),
+            ("ANSSI-BP-028: totals by level", report.bp028, "bp028", "Level")):
+        totals = report.totals(rows)
+        lines += ["", f"## {title}", "", f"| {label} | " + " | ".join(TOTAL_KEYS) + " |",
+                  "|---" * (len(TOTAL_KEYS) + 1) + "|"]
+        for group in ordered_groups(totals):
+            name = "All" if group == "all" else (
+                f"{group} {report.chapter_titles.get(group, '')}".strip() if kind == "snc"
+                else group)
+            lines.append(f"| {_md(name)} | "
+                         + " | ".join(str(totals[group][k]) for k in TOTAL_KEYS) + " |")
+    for title, rows, note in (("SecNumCloud 3.2 requirements", report.snc, "Automatable"),
+                              ("ANSSI-BP-028 recommendations", report.bp028, "Node roles")):
+        lines += ["", f"## {title}", "",
+                  f"| Id | Requirement | {note} | Status | Policies (gate) | Role tasks | "
+                  "Checks | Waivers |", "|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            ev = row.evidence
+            cells = [row.id, row.title, row.note, ev.status,
+                     "; ".join(f"`{n}`: {s}" for n, s in ev.policies) or "-",
+                     "; ".join(ev.tasks) or "-",
+                     "; ".join(f"`{n}`: {_counts_text(c)}" for n, c in ev.checks) or "-",
+                     "; ".join(ev.waivers) or "-"]
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    lines += ["", "## Data migration (SecNumCloud 19.2, 10.1): verified transfers", ""]
+    if report.migration:
+        lines += ["| " + " | ".join(MIGRATION_HEADERS) + " |",
+                  "|---" * len(MIGRATION_HEADERS) + "|"]
+        lines += ["| " + " | ".join(_md(c) for c in _migration_cells(m)) + " |"
+                  for m in report.migration]
+    else:
+        lines.append("No verified transfer (`citadelle migrate verify`) yet.")
+    return "\n".join(lines) + "\n"
+
+
+def latest_run(env: str, base: Path = paths.RUNS_DIR) -> Path | None:
+    """The newest deploy run folder of ``env`` (folder names sort by time)."""
+    runs = sorted(p for p in base.glob(f"*-{env}") if (p / "run.json").is_file())
+    return runs[-1] if runs else None
+
+
+def write_report(env: str, run: Path | None, out_dir: Path) -> tuple[Path, Path]:
+    return save_report(build_report(env, run), out_dir)
+
+
+def save_report(report: Report, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+    html_path.write_text(render_html(report), encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return html_path, md_path
+
+
+def _handle(args: argparse.Namespace) -> int:
+    run = Path(args.run) if args.run else latest_run(args.env)
+    if run is not None and not run.is_dir():
+        raise CitadelleError(f"--run {run}: no such run folder")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) if args.out else (run or paths.RUNS_DIR / f"report-{args.env}-{stamp}")
+    report = build_report(args.env, run)
+    html_path, md_path = save_report(report, out)
+    for kind, rows in (("SecNumCloud 3.2", report.snc), ("BP-028", report.bp028)):
+        counts = report.totals(rows)["all"]
+        print(f"{kind}: {counts['requirements']} requirements, {counts['automated']} with an "
+              "automated control, " + ", ".join(f"{counts[s]} {s}" for s in STATUSES))
+    print(f"report written to {html_path} and {md_path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = env_command(
+        subparsers, "report",
+        "compliance evidence for auditors (HTML and Markdown)",
+        description="Map each automatable SecNumCloud 3.2 requirement and each BP-028 "
+        "recommendation at the environment's level to its policies, role tasks and checks, "
+        "with the latest gate and check results and the waivers.")
+    parser.add_argument("--run", metavar="DIR",
+                        help="deploy run folder with the results (default: the latest)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: the run folder)")
+    parser.set_defaults(func=_handle)

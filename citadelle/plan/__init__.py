@@ -1,0 +1,1 @@
+"""Offline evaluation of the program and what judges it: plan, render, gate, parity."""
