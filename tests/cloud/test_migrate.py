@@ -26,7 +26,7 @@ from citadelle.lab.cloud import lab
 from citadelle.lab.cloud.provision import connect
 from citadelle.lab.cloud.seed import seed_containers
 from citadelle.lab.source import Source
-from citadelle.plan import plan_environment
+from citadelle.plan.plan import plan_environment
 
 ENV = "dev"
 CONTAINER = "citadelle-dev-datalake"
