@@ -66,7 +66,7 @@ def _hash_stream(chunks: Iterable[bytes]) -> tuple[int, str]:
 
 
 def source_client(source: SourceAccess) -> Any:
-    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
+    from azure.storage.blob import BlobServiceClient, ExponentialRetry  # noqa: PLC0415
 
     # The SDK logs every request at INFO with its headers: keep it quiet.
     logging.getLogger("azure").setLevel(logging.WARNING)
@@ -74,8 +74,11 @@ def source_client(source: SourceAccess) -> Any:
         account_url=source.url,
         credential={"account_name": source.account, "account_key": source.key},
         connection_verify=str(source.ca_file) if source.ca_file else True,
-        # An unreachable source is reported in seconds, not after minutes of back-off.
-        retry_total=3, retry_connect=2, retry_backoff_factor=0.5, connection_timeout=10,
+        # Transient errors are retried, but an unreachable source is reported in seconds: the
+        # storage SDK's default back-off starts at 15 s.
+        retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3,
+                                      retry_connect=1, random_jitter_range=1),
+        connection_timeout=10,
     )
 
 
