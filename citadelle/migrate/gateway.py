@@ -5,7 +5,8 @@ the lab's source (Azurite), Keystone and Swift answer; their certificates are va
 address. Before a shard runs, the gateway's egress is closed to everything but those three
 (BP-028 R80: only the flows the host needs): an nftables ``output`` chain with policy
 drop, admitting established flows, loopback and the channel's endpoints. A connection to any
-other destination fails in the gateway's kernel (EPERM), whatever the software asks for.
+other destination is dropped by the gateway's kernel (it times out), whatever the software asks
+for; the fence's counter rule counts what it drops.
 
 The engine's credentials reach the clone on SSH's standard input only (never its command line
 or a file), rclone's log comes back to the run folder, and the binary is the same hash-locked
