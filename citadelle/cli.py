@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("sovereignty", "citadelle.sovereignty.scan"),
     ("secretscan", "citadelle.sovereignty.secretscan"),
     ("audit-cloud", "citadelle.audit.command"),
+    ("migrate", "citadelle.migrate.command"),
     ("lab", "citadelle.lab.commands"),
 )
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from openstack import exceptions as os_exc
 
+from citadelle.audit import objectstore
 from citadelle.audit.allowlist import AllowList
 from citadelle.audit.model import Check, Result, Severity, Status
 from citadelle.plan.offline import Recording
@@ -97,6 +98,9 @@ CHECKS = (
     IMAGE_SIGNATURE,
     AVAILABILITY_ZONES,
     QUOTAS,
+    objectstore.OBJECT_STORE,
+    objectstore.OBJECT_ENCRYPTION,
+    objectstore.PUBLIC_CONTAINER,
 )
 
 LUKS_PROVIDERS = frozenset(
@@ -465,6 +469,31 @@ def check_quotas(ctx: Context) -> list[Result]:
     return results
 
 
+def check_object_store(ctx: Context) -> list[Result]:
+    return objectstore.check_endpoints(catalog(ctx.conn), ctx.allow.allows_host)
+
+
+def _object_store_root(ctx: Context) -> str | None:
+    urls = objectstore.object_store_urls(catalog(ctx.conn))
+    if not urls:
+        return None
+    parts = urlsplit(urls[0])
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_object_encryption(ctx: Context) -> list[Result]:
+    root = _object_store_root(ctx)
+    if root is None:
+        return [Result(objectstore.OBJECT_ENCRYPTION, Status.NOT_CHECKED, "no object store")]
+    return objectstore.check_encryption(ctx.conn.object_store, root, objectstore.info_key())
+
+
+def check_public_containers(ctx: Context) -> list[Result]:
+    if _object_store_root(ctx) is None:
+        return [Result(objectstore.PUBLIC_CONTAINER, Status.NOT_CHECKED, "no object store")]
+    return objectstore.check_public(objectstore.container_acls(ctx.conn.object_store))
+
+
 CHECK_FUNCTIONS: tuple[tuple[Check, Callable[[Context], list[Result]]], ...] = (
     (ENDPOINT_LOCATION, check_endpoint_location),
     (ENDPOINT_TLS, check_endpoint_tls),
@@ -475,6 +504,9 @@ CHECK_FUNCTIONS: tuple[tuple[Check, Callable[[Context], list[Result]]], ...] = (
     (IMAGE_SIGNATURE, check_image_signature),
     (AVAILABILITY_ZONES, check_availability_zones),
     (QUOTAS, check_quotas),
+    (objectstore.OBJECT_STORE, check_object_store),
+    (objectstore.OBJECT_ENCRYPTION, check_object_encryption),
+    (objectstore.PUBLIC_CONTAINER, check_public_containers),
 )
 
 

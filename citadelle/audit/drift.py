@@ -20,7 +20,8 @@ from typing import Any
 
 from openstack import exceptions as os_exc
 
-from citadelle.audit.conformance import luks_spec_ok
+from citadelle.audit import objectstore
+from citadelle.audit.conformance import catalog, luks_spec_ok
 from citadelle.audit.model import Check, Result, Severity, Status
 from citadelle.environment import Environment
 from citadelle.plan.offline import RecordedResource, Recording
@@ -102,6 +103,7 @@ CHECKS = (
     UNENCRYPTED_VOLUME,
     VOLUME_TYPE_ENCRYPTION,
     SECRET_ACL,
+    objectstore.DRIFT_CONTAINER,
 )
 PUBLIC_TIERS = frozenset({"edge", "admin"})
 DATA_TIER = "data"
@@ -192,6 +194,7 @@ class Declared:
     volumes: dict[str, str] = field(default_factory=dict)  # name -> volume type
     volume_types: set[str] = field(default_factory=set)
     secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> readers
+    containers: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> ACLs
 
 
 def _kind(resource: RecordedResource) -> str:
@@ -252,6 +255,9 @@ def declared_from_plan(recording: Recording) -> Declared:
         elif kind == "SecretV1":
             read = (inputs.get("acl") or {}).get("read") or {}
             declared.secrets[name] = tuple(sorted(read.get("users") or ()))
+        elif kind == "Container":
+            declared.containers[name] = {"read": str(inputs.get("containerRead") or ""),
+                                         "write": str(inputs.get("containerWrite") or "")}
     return declared
 
 
@@ -269,6 +275,8 @@ class Live:
     volumes: list[Any]
     volume_types: list[Any]
     secrets: list[Any]
+    # Container name -> ACLs; None when the cloud has no object store.
+    containers: dict[str, dict[str, str]] | None = None
 
 
 def read_live(conn: Any) -> Live:
@@ -296,8 +304,13 @@ def read_live(conn: Any) -> Live:
     def barbican() -> dict[str, list[Any]]:
         return {"secrets": list(key_manager.secrets())}
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        parts = [pool.submit(read) for read in (neutron, cinder, barbican)]
+    def swift() -> dict[str, Any]:
+        if not objectstore.object_store_urls(catalog(conn)):
+            return {"containers": None}
+        return {"containers": objectstore.container_acls(conn.object_store)}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parts = [pool.submit(read) for read in (neutron, cinder, barbican, swift)]
         merged = {k: v for part in parts for k, v in part.result().items()}
     return Live(**merged)
 
@@ -579,6 +592,13 @@ def _compare_secrets(conn: Any, declared: Declared, live: Live) -> list[Result]:
     return results
 
 
+def _compare_containers(declared: Declared, live: Live) -> list[Result]:
+    if live.containers is None:
+        return [Result(objectstore.DRIFT_CONTAINER, Status.NOT_CHECKED,
+                       "no object store in the catalog")] if declared.containers else []
+    return objectstore.compare_containers(declared.containers, live.containers)
+
+
 def compare(conn: Any, declared: Declared, live: Live, seg: Segmentation) -> list[Result]:
     tiers = LiveTiers(live, seg, declared)
     results = (
@@ -590,13 +610,18 @@ def compare(conn: Any, declared: Declared, live: Live, seg: Segmentation) -> lis
         + _compare_floating_ips(declared, live, tiers)
         + _compare_volumes(conn, declared, live)
         + _compare_secrets(conn, declared, live)
+        + _compare_containers(declared, live)
     )
     failing = {r.check.id for r in results if r.status is Status.FAIL}
+    # No object store: the container comparison did not happen, so it did not pass either.
+    failing |= {r.check.id for r in results
+                if r.status is Status.NOT_CHECKED and r.check is objectstore.DRIFT_CONTAINER}
     counts = (
         f"{len(live.networks)} networks, {len(live.subnets)} subnets, {len(live.routers)} "
         f"routers, {len(live.groups)} groups, {len(live.rules)} rules, {len(live.ports)} ports, "
         f"{len(live.floating_ips)} floating IPs, {len(live.volumes)} volumes, "
-        f"{len(live.secrets)} secrets"
+        f"{len(live.secrets)} secrets, "
+        + ("no object store" if live.containers is None else f"{len(live.containers)} containers")
     )
     results += [
         Result(check, Status.PASS, f"compared {counts}")

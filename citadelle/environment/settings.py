@@ -430,6 +430,65 @@ class StorageSettings(_Model):
     )
 
 
+# --------------------------------------------------------------------------- migration
+
+_AZURE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+_BWLIMIT_RE = re.compile(r"^(off|[0-9]+(\.[0-9]+)?[KMGT]?)$")
+
+
+class MigrationSource(_Model):
+    """The Azure storage account the platform's data leaves (the SNDS copy)."""
+
+    kind: Literal["azure-blob"] = "azure-blob"
+    url: str = Field(description="the account's blob endpoint, https://<account>.blob...")
+    account: str
+    containers: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        """https:// only (SecNumCloud 10.2)."""
+        if urlsplit(value).scheme != "https" or not urlsplit(value).hostname:
+            raise ValueError(f"{value!r} must be an https:// URL (SecNumCloud 10.2)")
+        return value.rstrip("/")
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        """An Azure storage account name: 3-24 of a-z0-9."""
+        if not _AZURE_ACCOUNT_RE.match(value):
+            raise ValueError(f"{value!r} is not an Azure storage account name (3-24 a-z0-9)")
+        return value
+
+    @field_validator("containers")
+    @classmethod
+    def _containers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Azure container names."""
+        for name in value:
+            if not re.match(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", name):
+                raise ValueError(f"{name!r} is not an Azure container name")
+        return value
+
+
+class MigrationSettings(_Model):
+    """The transfer of the data out of Azure (docs/migration.md)."""
+
+    source: MigrationSource
+    destination_container: Name = Field(description="storage.containers purpose it lands in")
+    link_gbps: float = Field(gt=0, le=400, description="the dedicated link's capacity")
+    bandwidth_limit: str = Field(default="off", description="rclone --bwlimit per gateway")
+    transfers: int = Field(default=8, ge=1, le=64)
+    checkers: int = Field(default=16, ge=1, le=128)
+
+    @field_validator("bandwidth_limit")
+    @classmethod
+    def _bwlimit(cls, value: str) -> str:
+        """off, or bytes/s in rclone's syntax (500M, 1.5G)."""
+        if not _BWLIMIT_RE.match(value):
+            raise ValueError(f"{value!r} is not a bandwidth (off, or bytes/s like 500M, 1.5G)")
+        return value
+
+
 class MetadataSettings(_Model):
     owner: str = Field(min_length=2)
     data_classification: Literal["health-data", "sensitive", "internal"] = "health-data"
@@ -592,6 +651,7 @@ class Settings(_Model):
     hardening: HardeningSettings = HardeningSettings()
     kubernetes: KubernetesSettings
     workspaces: tuple[Workspace, ...] = ()
+    migration: MigrationSettings | None = None
     secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="after")
@@ -629,6 +689,23 @@ class Settings(_Model):
             raise ValueError(
                 f"sovereignty.endpoints needs two package-mirror endpoints for {env}, one named "
                 "*security* (Debian security) and one other (Debian main)")
+        return self
+
+    @model_validator(mode="after")
+    def _migration_checks(self) -> Settings:
+        """The migration lands in a declared container of an allow-listed object store."""
+        migration = self.migration
+        if migration is not None and migration.destination_container not in self.storage.containers:
+            raise ValueError(
+                f"migration.destinationContainer {migration.destination_container!r} is not a "
+                f"declared container (storage.containers: {', '.join(self.storage.containers)})"
+            )
+        if migration is not None and not self.sovereignty.for_environment(
+                self.environment, "object-storage"):
+            raise ValueError(
+                f"migration needs an object-storage endpoint for {self.environment} "
+                "(sovereignty.endpoints)"
+            )
         return self
 
     @model_validator(mode="after")

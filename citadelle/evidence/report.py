@@ -272,6 +272,8 @@ class Report:
     snc: list[Row]
     bp028: list[Row]
     chapter_titles: dict[str, str]
+    # The latest verified data transfer of the environment (and of its lab rehearsal).
+    migration: list[MigrationEvidence] = field(default_factory=list)
 
     def totals(self, rows: Sequence[Row]) -> dict[str, Counter[str]]:
         totals: dict[str, Counter[str]] = {}
@@ -392,6 +394,43 @@ def collect_evidence(policies: Sequence[PolicyInfo], gate: Mapping[str, str],
     return evidence
 
 
+@dataclass(frozen=True)
+class MigrationEvidence:
+    path: str
+    ok: bool
+    objects: int
+    bytes: int
+    digest: str
+    verified: str  # when verify ended
+    recheck: str  # "holds", or what check-evidence found
+
+
+def migration_evidence(env: str, base: Path = paths.RUNS_DIR) -> list[MigrationEvidence]:
+    """The newest evidence of ``citadelle migrate verify`` per run folder, re-verified now."""
+    # Imported here: the migrate package is only needed when a transfer was verified.
+    from citadelle.migrate import evidence  # noqa: PLC0415
+
+    found = []
+    for folder in (base / "migrate" / env, base / "migrate" / f"{env}-lab"):
+        files = sorted(folder.glob("verify-*/evidence.json"))
+        if not files:
+            continue
+        try:
+            problems = evidence.check(files[-1])
+            data = json.loads(files[-1].read_text())
+        except (CitadelleError, ValueError) as err:
+            found.append(MigrationEvidence(str(files[-1]), False, 0, 0, "", "",
+                                           f"unreadable: {err}"))
+            continue
+        destination = data.get("destination", {})
+        found.append(MigrationEvidence(
+            str(files[-1]), bool(data.get("ok")), int(destination.get("objects", 0)),
+            int(destination.get("bytes", 0)), str(data.get("digest", "")),
+            str(data.get("time_range", {}).get("verify_finished", "")),
+            "holds" if not problems else "; ".join(problems)))
+    return found
+
+
 def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] | None = None,
                  policies: list[PolicyInfo] | None = None) -> Report:
     environment = Environment.load(env)
@@ -433,9 +472,20 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
                       if LEVELS.index(rec["level"]) <= LEVELS.index(level)), evidence[rid])
         for rid, rec in bp028_reference().items() if LEVELS.index(rec["level"]) <= top]
     chapters = {sid: str(s["title"]) for sid, s in sections.items() if s["level"] == "chapter"}
+    migration = migration_evidence(env)
+    sources += [m.path for m in migration]
     return Report(env=env, generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                   run=run, run_target=target or "none", sources=sources, snc=snc_rows,
-                  bp028=bp_rows, chapter_titles=chapters)
+                  bp028=bp_rows, chapter_titles=chapters, migration=migration)
+
+
+def _migration_cells(m: MigrationEvidence) -> list[str]:
+    return [m.path, "verified, every byte" if m.ok else "differences found", str(m.objects),
+            str(m.bytes), m.verified, m.recheck, m.digest]
+
+
+MIGRATION_HEADERS = ("Evidence", "Result", "Objects", "Bytes", "Verified", "Re-verified now",
+                     "Digest")
 
 
 def _waiver_text(waiver: Waiver) -> str:
@@ -571,7 +621,18 @@ def render_html(report: Report) -> str:
         _rows_html(report.snc, "snc", "Automatable"),
         "<h2>ANSSI-BP-028 recommendations</h2>",
         _rows_html(report.bp028, "bp028", "Node roles"),
+        "<h2>Data migration (SecNumCloud 19.2, 10.1): verified transfers</h2>",
+        _migration_html(report.migration),
         "</body></html>", ""])
+
+
+def _migration_html(evidence: Sequence[MigrationEvidence]) -> str:
+    if not evidence:
+        return "<p>No verified transfer (<code>citadelle migrate verify</code>) yet.</p>"
+    head = "".join(f"<th>{h}</th>" for h in MIGRATION_HEADERS)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _migration_cells(m))
+                   + "</tr>" for m in evidence)
+    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def _md(text: str) -> str:
@@ -613,6 +674,14 @@ def render_markdown(report: Report) -> str:
                      "; ".join(ev.tasks) or "-", "; ".join(checks) or "-",
                      "; ".join(ev.waivers) or "-"]
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    lines += ["", "## Data migration (SecNumCloud 19.2, 10.1): verified transfers", ""]
+    if report.migration:
+        lines += ["| " + " | ".join(MIGRATION_HEADERS) + " |",
+                  "|---" * len(MIGRATION_HEADERS) + "|"]
+        lines += ["| " + " | ".join(_md(c) for c in _migration_cells(m)) + " |"
+                  for m in report.migration]
+    else:
+        lines.append("No verified transfer (`citadelle migrate verify`) yet.")
     return "\n".join(lines) + "\n"
 
 

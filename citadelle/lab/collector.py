@@ -160,6 +160,14 @@ class Collector:
             "bp028_audit_forward_client_cert_src": str(self.client_cert(HOST_TEMPLATE)),
         }
 
+    def server_certificate(self, name: str) -> tuple[Path, Path]:
+        """A server certificate of the lab CA for another lab service (for 127.0.0.1 and
+        10.0.2.2, how the clones reach it); returns (certificate, key) paths."""
+        if name in {"ca", "collector"}:
+            raise CitadelleError(f"lab PKI: {name!r} is reserved")
+        self._leaf(name, server=True)
+        return self.client_cert(name), self.client_key(name)
+
     def issue(self, names: Iterable[str]) -> None:
         """A client certificate for each clone name (kept while valid; idempotent)."""
         for name in names:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from citadelle.deploy.harden import add_harden_options, harden
 from citadelle.errors import CitadelleError
-from citadelle.lab import ntp
+from citadelle.lab import ntp, source_command
 from citadelle.lab.cloud import command as cloud
 from citadelle.lab.collector import GUEST_ADDRESS, LISTEN, PORT, Collector
 from citadelle.lab.core import Lab
@@ -167,3 +167,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_harden_options(harden_parser, inventory=LAB_DIR / "inventory.yml")
     harden_parser.set_defaults(func=_harden)
     cloud.register(add("cloud", cloud.HELP))
+    source_command.register(add("source", source_command.HELP))

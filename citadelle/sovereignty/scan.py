@@ -14,7 +14,9 @@ finds every endpoint an environment would talk to, wherever it is declared:
 and classifies each use against ``citadelle:sovereignty`` (the one allow-list): ``allowed`` (a
 declared endpoint of the right kind for this environment, or inside a provider's network),
 ``platform`` (the environment's own networks, cluster-internal names, loopback, local state),
-``ingress-source`` (a declared operator or legacy-hosting source range), ``public-entry``
+``ingress-source`` (a declared operator or legacy-hosting source range), ``migration-source``
+(the account the data leaves, declared in ``citadelle:migration.source``: read from during the
+migration, never a destination), ``public-entry``
 (ingress from anywhere: which port may be public is the policy gate's rule), ``private``
 (a non-routable address outside the environment: listed, not a flow to a third party) or
 ``denied``. Exit 1 on any ``denied``.
@@ -50,7 +52,8 @@ from citadelle.plan.plan import plan_stack
 from citadelle.sovereignty import walk
 from citadelle.sovereignty.backend import decide_backend
 
-STATUSES = ("denied", "allowed", "platform", "ingress-source", "public-entry", "private")
+STATUSES = ("denied", "allowed", "platform", "ingress-source", "migration-source",
+            "public-entry", "private")
 RULES: dict[str, Rule] = {
     "endpoint": Rule(
         id="citadelle-sovereignty-endpoint",
@@ -222,6 +225,8 @@ class Classifier:
             for c in cidrs
         }
         self.own_addresses = own_addresses
+        migration = getattr(settings, "migration", None)
+        self.migration_source = endpoint_host(migration.source.url) if migration else None
 
     def _verdict(self, status: str, reason: str = "", endpoint: Any = None,
                  provider: Any = None) -> dict[str, Any]:
@@ -244,6 +249,9 @@ class Classifier:
         if host == "localhost" or host.endswith(_CLUSTER_SUFFIXES) or \
                 host == "kubernetes.default":
             return self._verdict("platform", "cluster-internal or loopback name")
+        if host == self.migration_source:
+            return self._verdict("migration-source", "declared in migration.source: the data "
+                                 "leaves it, nothing is sent to it")
         return self._declared(host, kind, value)
 
     def _declared(self, host: str, kind: str | None, value: str = "") -> dict[str, Any]:

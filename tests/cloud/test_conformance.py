@@ -25,7 +25,7 @@ CITADELLE = str(REPO_ROOT / ".venv" / "bin" / "citadelle")
 LAB_ALLOW = AllowList(
     networks=("127.0.0.0/8",), regions=(configs.REGION,), availability_zones=("fr-par-1a",)
 )
-FOREIGN_URL = "http://object-store.us-east-1.example.com:8080"
+FOREIGN_URL = "http://placement.us-east-1.example.com:8778"
 
 
 def run_conformance(cloud_lab: Any, mode: str = "lab") -> list[Result]:
@@ -60,7 +60,21 @@ def test_loopback_cloud_conforms(cloud_lab):
         "image-signature": Status.NOT_APPLICABLE,
         "availability-zones": Status.PASS,
         "quotas": Status.PASS,
+        "object-store-endpoint": Status.PASS,
+        "no-public-container": Status.PASS,
     }
+
+
+@pytest.mark.snc("10.1")
+def test_object_encryption_needs_the_info_key_and_then_passes(cloud_lab, monkeypatch):
+    [unsigned] = [r for r in run_conformance(cloud_lab) if r.check.id == "object-encryption"]
+    assert unsigned.status is Status.NOT_CHECKED
+    monkeypatch.setenv("CITADELLE_SWIFT_INFO_KEY", lab.SWIFT.info_key_file.read_text().strip())
+    [signed] = [r for r in run_conformance(cloud_lab) if r.check.id == "object-encryption"]
+    assert signed.status is Status.PASS and "encryption middleware enabled" in signed.message
+    monkeypatch.setenv("CITADELLE_SWIFT_INFO_KEY", "not-the-key")
+    [wrong] = [r for r in run_conformance(cloud_lab) if r.check.id == "object-encryption"]
+    assert wrong.status is Status.FAIL
 
 
 def test_lab_mode_reports_tls_as_not_checked(cloud_lab):
@@ -71,7 +85,11 @@ def test_lab_mode_reports_tls_as_not_checked(cloud_lab):
 @pytest.mark.snc("10.2")
 def test_prod_mode_fails_plain_http_endpoints(cloud_lab):
     tls = failed(run_conformance(cloud_lab, mode="prod"))["endpoint-tls"]
-    assert len(tls) == 9 and all(m.endswith(": not https") for m in tls)
+    plain = [m for m in tls if m.endswith(": not https")]
+    # The object store speaks TLS, with a certificate of the lab CA no system trusts.
+    untrusted = [m for m in tls if not m.endswith(": not https")]
+    assert len(plain) == 9
+    assert len(untrusted) == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted[0]
 
 
 @pytest.mark.snc("10.5")
@@ -100,7 +118,7 @@ def _remove_luks_type(admin: Any) -> Callable[[], None]:
 
 
 def _foreign_endpoint(admin: Any) -> Callable[[], None]:
-    service = admin.identity.create_service(name="swift", type="object-store")
+    service = admin.identity.create_service(name="placement", type="placement")
     admin.identity.create_endpoint(
         service_id=service.id, interface="public", url=FOREIGN_URL, region_id=configs.REGION
     )
@@ -109,6 +127,16 @@ def _foreign_endpoint(admin: Any) -> Callable[[], None]:
         for endpoint in admin.identity.endpoints(service_id=service.id):
             admin.identity.delete_endpoint(endpoint)
         admin.identity.delete_service(service)
+
+    return restore
+
+
+def _public_container(member: Any) -> Callable[[], None]:
+    member.object_store.put("/hand-public", headers={"X-Container-Read": ".r:*,.rlistings"}
+                            ).raise_for_status()
+
+    def restore() -> None:
+        member.object_store.delete("/hand-public").raise_for_status()
 
     return restore
 
@@ -159,6 +187,8 @@ BREAKAGES = [
              lambda a, m: _remove_key_manager_endpoint(a), "no key-manager endpoint"),
     Breakage("default group opened to the world", "default-security-group",
              _open_default_group, "from 0.0.0.0/0"),
+    Breakage("public container", "no-public-container",
+             lambda a, m: _public_container(m), "public: hand-public"),
 ]  # fmt: skip
 
 

@@ -195,6 +195,21 @@ def _volume_type_encryption_removed(admin: Any, member: Any) -> Callable[[], Non
     return restore
 
 
+def _containers_opened(admin: Any, member: Any) -> Callable[[], None]:
+    # A hand-made public container, and the declared data lake opened to anyone.
+    member.object_store.put("/hand-public", headers={"X-Container-Read": ".r:*,.rlistings"}
+                            ).raise_for_status()
+    member.object_store.post("/citadelle-dev-datalake", headers={"X-Container-Read": ".r:*"}
+                             ).raise_for_status()
+
+    def restore() -> None:
+        member.object_store.delete("/hand-public").raise_for_status()
+        member.object_store.post("/citadelle-dev-datalake", headers={"X-Container-Read": ""}
+                                 ).raise_for_status()
+
+    return restore
+
+
 @dataclass(frozen=True)
 class Violation:
     name: str
@@ -242,6 +257,8 @@ VIOLATIONS = [
               {("drift-volume-type-encryption", "volume-type/citadelle-dev-luks"),
                ("drift-missing", "volume/citadelle-dev-gateway-1-data"),
                ("drift-missing", "volume/citadelle-dev-datastore-1-data")}),
+    Violation("public and undeclared containers", _containers_opened,
+              {("drift-container", "hand-public"), ("drift-container", "citadelle-dev-datalake")}),
 ]  # fmt: skip
 
 

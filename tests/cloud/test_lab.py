@@ -19,7 +19,7 @@ def _listening(pid: int) -> set[str]:
 @pytest.mark.parametrize("service", lab.SERVICES)
 def test_service_listens_on_loopback_only(cloud_lab, service):
     pid = lab.running()[service]
-    assert _listening(pid) == {f"127.0.0.1:{getattr(configs.PORTS, service)}"}
+    assert _listening(pid) == {f"127.0.0.1:{lab.service_port(service)}"}
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ class Ports:
 
 
 PORTS = Ports()
+SWIFT_PROXY_PORT = 18080  # TLS; the other Swift ports are in citadelle.lab.cloud.swift
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Secrets:
     cinder_password: str
     hsm_pin: str
     hsm_so_pin: str
+    swift_password: str
+    swift_hash_prefix: str
+    swift_hash_suffix: str
 
 
 def keystone_url() -> str:
@@ -60,6 +64,7 @@ def endpoint_urls() -> dict[str, str]:
         "network": f"http://{HOST}:{PORTS.neutron}",
         "volumev3": f"http://{HOST}:{PORTS.cinder}/v3/$(project_id)s",
         "block-storage": f"http://{HOST}:{PORTS.cinder}/v3/$(project_id)s",
+        "object-store": f"https://{HOST}:{SWIFT_PROXY_PORT}/v1/AUTH_$(project_id)s",
     }
 
 

@@ -12,6 +12,7 @@ import os
 import pwd
 import secrets as pysecrets
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -19,12 +20,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.cloud import configs
+from citadelle.lab.cloud import configs, swift
 from citadelle.lab.cloud.configs import HOST, PORTS, Secrets
+from citadelle.lab.collector import Collector
 from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
@@ -37,11 +39,15 @@ CLOUDS_YAML = LAB / "clouds.yaml"
 PIDS_FILE = LAB / "pids.json"
 SECRETS_FILE = STATE / "secrets.json"
 BARBICAN_HOME = STATE / "barbican-home"
+SWIFT = swift.SwiftFiles(STATE / "swift")
+# Barbican id of Swift's encryption root secret (an id, not the secret), kept with the snapshot.
+ROOT_SECRET_ID_FILE = STATE / "swift-root-secret-id"
 
 CLOUD_NAME = configs.CLOUD_NAME
 ADMIN_CLOUD_NAME = configs.ADMIN_CLOUD_NAME
 MEMBER_USER = configs.MEMBER_USER
-SERVICES = ("keystone", "barbican", "neutron", "cinder")
+API_SERVICES = ("keystone", "barbican", "neutron", "cinder")
+SERVICES = (*API_SERVICES, *swift.SERVERS)
 DATABASES = ("keystone", "barbican", "neutron", "cinder")
 # Availability zones the lab's provider offers (registered Cinder volume services).
 AVAILABILITY_ZONES = ("fr-par-1a", "fr-par-1b", "fr-par-1c")
@@ -58,7 +64,10 @@ class UpResult:
     pids: dict[str, int]
 
 
-def _port(service: str) -> int:
+def service_port(service: str) -> int:
+    if service.startswith("swift-"):
+        swift_port: int = getattr(swift.SWIFT_PORTS, service.removeprefix("swift-"))
+        return swift_port
     port: int = getattr(PORTS, service)
     return port
 
@@ -83,6 +92,7 @@ def check_installed() -> None:
     missing = [str(p) for p in required if not p.exists()]
     if missing:
         raise CitadelleError(f"cloud lab not installed ({missing[0]} missing): {INSTALL_HINT}")
+    swift.check_installed()
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -131,7 +141,7 @@ def _uwsgi_command(
     cmd = [
         str(UWSGI),
         "--plugin", "python3",
-        "--http-socket", f"{HOST}:{_port(service)}",
+        "--http-socket", f"{HOST}:{service_port(service)}",
         # Without it clients reusing keep-alive connections hang on uwsgi's http-socket.
         "--add-header", "Connection: close",
         "--master", "--processes", "1", "--threads", "1",
@@ -189,6 +199,11 @@ def _barbican_env() -> dict[str, str]:
 
 
 def _port_in_use(port: int) -> bool:
+    if port == swift.SWIFT_PORTS.proxy or port in swift.SERVER_PORTS:
+        # TLS or Swift's own protocol: a TCP connect is the test.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((HOST, port)) == 0
     try:
         urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=0.5)
     except urllib.error.HTTPError:
@@ -199,12 +214,13 @@ def _port_in_use(port: int) -> bool:
 
 
 def _start(names: Sequence[str]) -> dict[str, int]:
-    commands = _service_commands()
+    commands = {**_service_commands(), **{
+        name: (cmd, {}) for name, cmd in swift.commands(SWIFT).items()}}
     pids = _read_pids()
     for name in names:
-        if _port_in_use(_port(name)):
+        if _port_in_use(service_port(name)):
             raise CitadelleError(
-                f"cloud lab: 127.0.0.1:{_port(name)} ({name}) is already in use: "
+                f"cloud lab: 127.0.0.1:{service_port(name)} ({name}) is already in use: "
                 "run `citadelle lab cloud down` or free the port"
             )
         cmd, extra_env = commands[name]
@@ -225,7 +241,7 @@ def _wait_healthy(pids: Mapping[str, int]) -> None:
                 raise CitadelleError(
                     f"cloud lab: {name} exited during start-up; see {_log_hint(name)}"
                 )
-            if _port_in_use(_port(name)):
+            if _port_in_use(service_port(name)):
                 del pending[name]
         if pending and time.monotonic() > deadline:
             down()
@@ -279,6 +295,8 @@ def _new_secrets() -> Secrets:
     def token() -> str:
         return pysecrets.token_urlsafe(24)
 
+    prefix, suffix = swift.new_hash_salts()
+
     return Secrets(
         admin_password=token(),
         member_password=token(),
@@ -288,6 +306,9 @@ def _new_secrets() -> Secrets:
         cinder_password=token(),
         hsm_pin=pysecrets.token_hex(12),
         hsm_so_pin=pysecrets.token_hex(12),
+        swift_password=token(),
+        swift_hash_prefix=prefix,
+        swift_hash_suffix=suffix,
     )
 
 
@@ -423,6 +444,7 @@ def _snapshot() -> None:
     for sub in ("fernet-keys", "credential-keys", "tokens"):
         shutil.copytree(STATE / sub, tmp / sub)
     shutil.copy2(SECRETS_FILE, tmp / "secrets.json")
+    shutil.copy2(ROOT_SECRET_ID_FILE, tmp / ROOT_SECRET_ID_FILE.name)
     shutil.rmtree(SNAPSHOT, ignore_errors=True)
     tmp.rename(SNAPSHOT)
 
@@ -434,6 +456,7 @@ def _restore() -> None:
     for sub in ("db", "fernet-keys", "credential-keys", "tokens"):
         shutil.copytree(SNAPSHOT / sub, STATE / sub)
     shutil.copy2(SNAPSHOT / "secrets.json", SECRETS_FILE)
+    shutil.copy2(SNAPSHOT / ROOT_SECRET_ID_FILE.name, ROOT_SECRET_ID_FILE)
     for sub in ("log", "lock", "neutron", "cinder"):
         (STATE / sub).mkdir()
 
@@ -452,6 +475,8 @@ def write_clouds_yaml(secrets: Secrets) -> None:
             "region_name": configs.REGION,
             "interface": "public",
             "identity_api_version": 3,
+            # The object store speaks TLS with a lab-CA certificate.
+            "cacert": str(ca_file()),
         }
 
     doc = {
@@ -470,7 +495,7 @@ def up(fresh: bool = False) -> UpResult:
     started = time.monotonic()
     if running():
         raise CitadelleError("cloud lab is already running: run `citadelle lab cloud down` first")
-    cold = fresh or not (SNAPSHOT / "secrets.json").exists()
+    cold = fresh or not _snapshot_current()
     LAB.mkdir(parents=True, exist_ok=True)
     LAB.chmod(0o700)
     if cold:
@@ -488,7 +513,7 @@ def up(fresh: bool = False) -> UpResult:
         secrets = load_secrets()
         _write_configs(secrets)
     write_clouds_yaml(secrets)
-    pids = _start(SERVICES)
+    pids = _start(API_SERVICES)
     _wait_healthy(pids)
     # Imported here: openstacksdk costs ~1 s and every other CLI command would pay it.
     from citadelle.lab.cloud import provision  # noqa: PLC0415
@@ -496,10 +521,44 @@ def up(fresh: bool = False) -> UpResult:
     try:
         if cold:
             provision.provision(secrets, CLOUDS_YAML)
+            ROOT_SECRET_ID_FILE.write_text(
+                provision.create_root_secret(secrets, CLOUDS_YAML) + "\n")
             _snapshot()
         # Each service fetches its own Keystone token on its first request (~2 s): pay it now.
         provision.warm_up(CLOUDS_YAML)
     except Exception as err:
         down()
         raise CitadelleError(f"cloud lab provisioning failed: {err}") from err
+    pids.update(_start_swift(secrets))
     return UpResult(seconds=time.monotonic() - started, cold=cold, pids=pids)
+
+
+def _snapshot_current() -> bool:
+    """A snapshot of this lab's shape: its secrets know every service (Swift included)."""
+    if not (SNAPSHOT / "secrets.json").is_file():
+        return False
+    if not (SNAPSHOT / ROOT_SECRET_ID_FILE.name).is_file():
+        return False
+    known = set(json.loads((SNAPSHOT / "secrets.json").read_text()))
+    return known == {f.name for f in fields(Secrets)}
+
+
+def _start_swift(secrets: Secrets) -> dict[str, int]:
+    """Swift on a fresh device (rings rebuilt, no object kept across sessions)."""
+    cert, key = Collector(LAB_DIR).server_certificate("swift")
+    shutil.rmtree(SWIFT.root, ignore_errors=True)
+    swift.render_configs(
+        SWIFT, prefix=secrets.swift_hash_prefix, suffix=secrets.swift_hash_suffix,
+        swift_password=secrets.swift_password,
+        root_secret_id=ROOT_SECRET_ID_FILE.read_text().strip(), cert=cert, key=key,
+        info_key=pysecrets.token_urlsafe(24),
+    )
+    swift.build_rings(SWIFT)
+    pids = _start(swift.SERVERS)
+    _wait_healthy(pids)
+    return pids
+
+
+def ca_file() -> Path:
+    """The lab CA that signs the object store's (and the migration source's) certificates."""
+    return Collector(LAB_DIR).ca_cert

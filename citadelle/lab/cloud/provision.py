@@ -29,6 +29,7 @@ SERVICE_CATALOG = (
     ("barbican", "key-manager", "Key Manager"),
     ("neutron", "network", "Networking"),
     ("cinderv3", "block-storage", "Block Storage"),
+    ("swift", "object-store", "Object Storage"),
 )
 
 
@@ -51,6 +52,7 @@ def provision(secrets: Secrets, clouds_yaml: Path) -> None:
         ("barbican", secrets.barbican_password),
         ("neutron", secrets.neutron_password),
         ("cinder", secrets.cinder_password),
+        ("swift", secrets.swift_password),
     ):
         user = identity.create_user(
             name=name, password=password, domain_id=domain.id, default_project_id=service_project.id
@@ -96,6 +98,25 @@ def provision(secrets: Secrets, clouds_yaml: Path) -> None:
         name=LUKS_TYPE, is_public=True, description="LUKS, front-end, aes-xts-plain64, 256 bit"
     )
     conn.block_storage.create_type_encryption(volume_type, **LUKS_SPEC)
+
+
+def create_root_secret(secrets: Secrets, clouds_yaml: Path) -> str:
+    """Swift's encryption root secret: 256 random bits generated and kept by Barbican, owned by
+    the swift service user's project (the keymaster reads it with those credentials)."""
+    config = loader.OpenStackConfig(config_files=[str(clouds_yaml)], load_envvars=False)
+    region = config.get_one(cloud=ADMIN_CLOUD_NAME)
+    auth = dict(region.config["auth"])
+    auth.update(username="swift", password=secrets.swift_password,
+                project_name=configs.SERVICE_PROJECT)
+    conn = openstack.connect(auth=auth, region_name=configs.REGION, identity_api_version="3",
+                             load_yaml_config=False, load_envvars=False)
+    order = conn.key_manager.create_order(
+        type="key", meta={"name": "citadelle-lab-swift-root-secret", "algorithm": "aes",
+                          "bit_length": 256, "mode": "ctr"})
+    order = conn.key_manager.get_order(str(order.order_ref).rsplit("/", 1)[-1])
+    if not order.secret_ref:
+        raise RuntimeError(f"Barbican order for the Swift root secret not fulfilled: {order}")
+    return str(order.secret_ref).rsplit("/", 1)[-1]
 
 
 def warm_up(clouds_yaml: Path) -> None:

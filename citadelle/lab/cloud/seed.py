@@ -1,8 +1,8 @@
 """Deploy an environment's offline plan into the loopback cloud through openstacksdk.
 
 This stands in for `pulumi up` (no Pulumi CLI here): networks, subnets, routers and their
-interfaces, security groups and rules, ports, floating IPs, the encrypted volume type, volumes
-and Barbican secrets with their ACLs, all from the recorded inputs.
+interfaces, security groups and rules, ports, floating IPs, the encrypted volume type, volumes,
+Barbican secrets with their ACLs and Swift containers, all from the recorded inputs.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import base64
 import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from citadelle.plan.offline import RecordedResource, Recording
 
@@ -48,7 +49,23 @@ def seed(admin: Any, member: Any, recording: Recording, project_id: str) -> Seed
     _seed_ports(member.network, recording, seeded, public.id)
     _seed_storage(admin, member, recording, seeded, project_id)
     _seed_secrets(admin, member, recording, seeded)
+    seed_containers(member, recording, seeded)
     return seeded
+
+
+def seed_containers(member: Any, recording: Recording, seeded: Seeded | None = None) -> None:
+    """The plan's Swift containers with their ACLs, versioning and metadata (idempotent PUT)."""
+    for r in _of(recording, "Container"):
+        i = r.inputs
+        headers = {
+            "X-Container-Read": i.get("containerRead", ""),
+            "X-Container-Write": i.get("containerWrite", ""),
+            "X-Versions-Enabled": "true" if i.get("versioning") else "false",
+            **{f"X-Container-Meta-{k}": str(v) for k, v in (i.get("metadata") or {}).items()},
+        }
+        member.object_store.put(f"/{quote(str(i['name']))}", headers=headers).raise_for_status()
+        if seeded is not None:
+            _record(seeded, r, str(i["name"]))
 
 
 def _record(seeded: Seeded, resource: RecordedResource, live_id: str) -> None:

@@ -1,0 +1,155 @@
+"""The migration's pure parts: config refusals, sharding, projections, comparison, evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citadelle.errors import CitadelleError
+from citadelle.migrate import evidence, manifest, plan
+from citadelle.migrate.context import Tuning
+from citadelle.migrate.gateway import egress_ruleset
+from citadelle.migrate.manifest import Entry
+
+from .test_config_errors import _error, _set
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("migration.destinationContainer", "archive",
+         "citadelle:migration.destinationContainer: 'archive' is not a declared container"),
+        ("migration.bandwidthLimit", "fast",
+         "citadelle:migration.bandwidthLimit: 'fast' is not a bandwidth"),
+        ("migration.source.url", "http://sndsdev.blob.core.windows.net",
+         "citadelle:migration.source.url: 'http://sndsdev.blob.core.windows.net' must be an "
+         "https:// URL"),
+        ("migration.source.account", "SNDS_dev",
+         "citadelle:migration.source.account: 'SNDS_dev' is not an Azure storage account name"),
+        ("migration.linkGbps", 0, "citadelle:migration.linkGbps: Input should be greater than 0"),
+    ],
+)
+def test_bad_migration_config_is_one_line(tmp_path: Path, path: str, value: Any,
+                                          expected: str) -> None:
+    assert expected in _error(tmp_path, _set(path, value))
+
+
+def objects(*sizes: int) -> list[dict[str, Any]]:
+    return [{"key": f"snds/o{i}", "size": size} for i, size in enumerate(sizes)]
+
+
+def test_shards_are_balanced_by_bytes_and_cover_every_object() -> None:
+    objs = objects(500, 400, 300, 200, 100, 90, 80, 70, 60, 50)
+    shards = plan.shard(objs, ["gw-0", "gw-1", "gw-2"])
+    keys = [k for s in shards for k in s.keys]
+    assert sorted(keys) == sorted(o["key"] for o in objs) and len(keys) == len(set(keys))
+    loads = sorted(s.bytes for s in shards)
+    assert sum(loads) == 1850 and loads[-1] - loads[0] <= 500  # within the largest object
+
+
+def test_projection_follows_the_link_and_the_bandwidth_limit() -> None:
+    tuning = Tuning(link_gbps=10, bandwidth_limit="off", transfers=8, checkers=16)
+    estimate, _ = plan.estimate(objects(10**9), ["gw-0", "gw-1"], tuning)
+    assert estimate["aggregate_bytes_per_second"] == pytest.approx(1.25e9)
+    assert estimate["projection"]["1 PB"]["duration_seconds"] == pytest.approx(800_000)
+    assert estimate["projection"]["10 PB"]["duration_days"] == pytest.approx(92.59, abs=0.01)
+    limited = Tuning(link_gbps=10, bandwidth_limit="100M", transfers=8, checkers=16)
+    estimate, _ = plan.estimate(objects(10**9), ["gw-0", "gw-1"], limited)
+    assert estimate["aggregate_bytes_per_second"] == 2 * 100 * 2**20
+
+
+def test_comparison_names_each_kind_of_difference() -> None:
+    source = {k: Entry(k, s, h) for k, s, h in
+              [("a", 1, "h1"), ("b", 2, "h2"), ("c", 3, "h3"), ("d", 4, "h4")]}
+    destination = {k: Entry(k, s, h) for k, s, h in
+                   [("a", 1, "h1"), ("b", 2, "XX"), ("c", 9, "h3"), ("e", 5, "h5")]}
+    result = manifest.compare(source, destination)
+    assert result.as_json() == {"missing": ["d"], "extra": ["e"], "size_mismatch": ["c"],
+                                "hash_mismatch": ["b"]}
+    assert not result.ok and manifest.compare(source, source).ok
+
+
+def _evidence(tmp_path: Path) -> Path:
+    src = manifest.build("dev", "source", "https://s", ["snds"], [Entry("snds/a", 1, "h")])
+    dst = manifest.build("dev", "destination", "https://d", ["c"], [Entry("snds/a", 1, "h")])
+    manifest.write(tmp_path / "source-manifest.json", src)
+    manifest.write(tmp_path / "destination-manifest.json", dst)
+    result = manifest.compare(manifest.entries(src), manifest.entries(dst))
+    evidence.write(tmp_path / "evidence.json", {
+        "environment": "dev", "ok": result.ok, "differences": result.as_json(),
+        "source": {"manifest": "source-manifest.json", "manifest_sha256": manifest.digest(src),
+                   **src["totals"]},
+        "destination": {"manifest": "destination-manifest.json",
+                        "manifest_sha256": manifest.digest(dst), **dst["totals"]},
+    })
+    return tmp_path / "evidence.json"
+
+
+def test_evidence_holds_until_anything_is_edited(tmp_path: Path) -> None:
+    path = _evidence(tmp_path)
+    assert evidence.check(path) == []
+    data = json.loads(path.read_text())
+    data["source"]["bytes"] = 2
+    path.write_text(json.dumps(data))
+    assert evidence.check(path) == [
+        "the evidence's digest does not match its content (edited)",
+        "source counts differ from the manifest's"]
+
+
+def test_evidence_sees_a_rewritten_result(tmp_path: Path) -> None:
+    path = _evidence(tmp_path)
+    data = json.loads(path.read_text())
+    data["differences"]["missing"] = ["snds/ghost"]
+    data.pop("digest")
+    path.write_text(json.dumps(evidence.seal({k: v for k, v in data.items() if k != "kind"})))
+    assert evidence.check(path) == ["the recorded result differs from the manifests' comparison"]
+
+
+def test_a_manifest_of_another_environment_is_refused(tmp_path: Path) -> None:
+    src = manifest.build("prod", "source", "https://s", ["snds"], [])
+    manifest.write(tmp_path / "m.json", src)
+    with pytest.raises(CitadelleError, match="made for environment 'prod', not 'dev'"):
+        manifest.load(tmp_path / "m.json", "dev")
+
+
+def test_gateway_egress_admits_the_channel_only() -> None:
+    rules = egress_ruleset([18080, 17443, 15000])
+    assert "policy drop;" in rules
+    assert "ip daddr 10.0.2.2 tcp dport { 15000, 17443, 18080 } accept" in rules
+    assert rules.count("accept") == 3  # established, loopback, the channel
+
+
+def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Path) -> None:
+    from citadelle.evidence.report import migration_evidence
+
+    folder = tmp_path / "migrate" / "dev-lab" / "verify-20261204T000000Z"
+    folder.mkdir(parents=True)
+    path = _evidence(folder)
+    [row] = migration_evidence("dev", base=tmp_path)
+    assert (row.ok, row.objects, row.bytes, row.recheck) == (True, 1, 1, "holds")
+    (folder / "source-manifest.json").write_text("{}")
+    [row] = migration_evidence("dev", base=tmp_path)
+    assert "source manifest source-manifest.json does not match its recorded digest" in row.recheck
+    assert path.is_file() and migration_evidence("prod", base=tmp_path) == []
+
+
+@pytest.mark.snc("19.2", "19.6")
+def test_only_the_allow_listed_object_store_is_a_destination() -> None:
+    from citadelle.environment import Environment
+    from citadelle.migrate.context import check_destination
+
+    settings = Environment.load("dev").settings
+    check_destination(settings, "https://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", lab=False)
+    check_destination(settings, "https://127.0.0.1:18080/v1/AUTH_x", lab=True)
+    for url, lab, reason in (
+            ("https://127.0.0.1:18080/v1/AUTH_x", False, "is not an allow-listed object-storage"),
+            ("https://objects.us-east-1.example.com/v1/AUTH_x", True, "is not an allow-listed"),
+            ("https://registry.citadelle.internal/v1/AUTH_x", False, "is not an allow-listed"),
+            ("http://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", False, "not https")):
+        with pytest.raises(CitadelleError, match=reason):
+            check_destination(settings, url, lab=lab)
