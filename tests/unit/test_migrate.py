@@ -136,3 +136,20 @@ def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Pa
     [row] = migration_evidence("dev", base=tmp_path)
     assert "source manifest source-manifest.json does not match its recorded digest" in row.recheck
     assert path.is_file() and migration_evidence("prod", base=tmp_path) == []
+
+
+@pytest.mark.snc("19.2", "19.6")
+def test_only_the_allow_listed_object_store_is_a_destination() -> None:
+    from citadelle.environment import Environment
+    from citadelle.migrate.context import check_destination
+
+    settings = Environment.load("dev").settings
+    check_destination(settings, "https://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", lab=False)
+    check_destination(settings, "https://127.0.0.1:18080/v1/AUTH_x", lab=True)
+    for url, lab, reason in (
+            ("https://127.0.0.1:18080/v1/AUTH_x", False, "is not an allow-listed object-storage"),
+            ("https://objects.us-east-1.example.com/v1/AUTH_x", True, "is not an allow-listed"),
+            ("https://registry.citadelle.internal/v1/AUTH_x", False, "is not an allow-listed"),
+            ("http://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", False, "not https")):
+        with pytest.raises(CitadelleError, match=reason):
+            check_destination(settings, url, lab=lab)
