@@ -3,7 +3,7 @@
 Writers of a migrating workspace hold only SAS tokens bound to the container's stored access
 policy ``citadelle-write`` (never the account key); readers hold tokens of ``citadelle-read``.
 Freezing removes ``citadelle-write`` from the container: every token bound to it is refused
-(403 AuthenticationFailed) from then on, while reads go on. A container lease would not do it:
+(HTTP 403; Azurite says AuthorizationFailure) from then on, while reads go on. A container lease would not do it:
 it only stops the container's deletion, never blob writes. Azure may take up to 30 s to apply a
 policy change, so the freeze is proven, not assumed: a write with a token of the revoked policy
 is retried until refused, within the workspace's freeze budget.
@@ -61,6 +61,12 @@ def sas_url(source: SourceAccess, container: str, policy: str) -> str:
     return f"{source.url}/{container}?{token}"
 
 
+def error_code(err: Exception) -> str:
+    """Azure's ``x-ms-error-code`` (the SDK gives an enum member, or the header's text)."""
+    code = getattr(err, "error_code", None)
+    return str(getattr(code, "value", code or ""))
+
+
 @dataclass(frozen=True)
 class Proof:
     refused_at: str
@@ -86,12 +92,13 @@ def prove_frozen(source: SourceAccess, container: str, budget: float) -> Proof:
         try:
             client.upload_blob(PROBE, b"write after the freeze", overwrite=True)
         except HttpResponseError as err:
+            code = error_code(err)
             if err.status_code == 403:
                 return Proof(datetime.datetime.now(datetime.UTC).isoformat(
-                    timespec="milliseconds"), attempts, 403, str(getattr(err, "error_code", "")),
+                    timespec="milliseconds"), attempts, 403, code,
                     round(time.monotonic() - started, 3))
             raise CitadelleError(f"freeze proof on {container}: unexpected HTTP "
-                                 f"{err.status_code} ({getattr(err, 'error_code', '')})") from None
+                                 f"{err.status_code} ({code})") from None
         # Accepted: the policy change is not applied yet. The probe is removed with the
         # account key so that it never reaches the destination.
         source_client(source).get_blob_client(container, PROBE).delete_blob()
