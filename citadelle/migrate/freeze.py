@@ -4,9 +4,9 @@ Writers of a migrating workspace hold only SAS tokens bound to the container's s
 policy ``citadelle-write`` (never the account key); readers hold tokens of ``citadelle-read``.
 Freezing removes ``citadelle-write`` from the container: every token bound to it is refused
 (HTTP 403; AuthorizationFailure on Azurite) from then on, while reads go on. A container lease
-would not do it: it only stops the container's deletion, never blob writes. Azure may take up to 30 s to apply a
-policy change, so the freeze is proven, not assumed: a write with a token of the revoked policy
-is retried until refused, within the workspace's freeze budget.
+would not do it: it only stops the container's deletion, never blob writes. Azure may take up
+to 30 s to apply a policy change, so the freeze is proven, not assumed: a write with a token of
+the revoked policy is retried until refused, within the workspace's freeze budget.
 """
 
 from __future__ import annotations
