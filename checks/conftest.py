@@ -4,9 +4,15 @@ Run by ``citadelle verify`` (citadelle/checks_runner.py) as::
 
     pytest checks --citadelle-inventory runs/dev/inventory.yml [--citadelle-waivers FILE ...]
 
-- every test takes ``target`` (one host of the inventory) and is generated once per host;
-  a module may declare ``CASES = {"argname": function(target) -> [Case, ...]}`` to add per-host
+- every test takes ``target`` (one host of the inventory) and is generated once per host it
+  applies to: every host, unless its ``applies(groups=..., tiers=..., when=...,
+  recommendation=..., role=...)`` mark narrows it (node roles, the host's ``citadelle_tier``,
+  an inventory variable that must be set, a BP-028 recommendation within the host's level for
+  that role);
+  the hosts it does not apply to are recorded with the reason, never silently dropped;
+- a module may declare ``CASES = {"argname": function(target) -> [Case, ...]}`` to add per-host
   cases (one sysctl, one mount, one audited command...), each with its own requirement marks;
+  a check that applies to a host and has no case there fails (nothing would be checked);
 - every test carries ``snc(...)`` and/or ``bp028(...)`` marks; they go to the JUnit report as
   the ``requirements`` property, with the host, so the evidence report can map results to ids;
 - a check covered by a valid waiver is marked xfail with the waiver as its reason (JUnit
@@ -34,8 +40,13 @@ from citadelle.errors import CitadelleError
 MARKERS = (
     "snc(*ids): SecNumCloud 3.2 requirement ids a check evidences",
     "bp028(*ids): ANSSI-BP-028 recommendation ids a check evidences",
+    "applies(groups=(), tiers=(), when=None, recommendation=None, role=None): the hosts a "
+    "check applies to",
 )
+# The value of a per-host case argument when the check applies and has no case on the host.
+NO_CASE = "no case"
 _TARGETS = pytest.StashKey[list[Target]]()
+_NOT_APPLICABLE = pytest.StashKey[list[dict[str, Any]]]()
 _WAIVERS = pytest.StashKey[WaiverSet]()
 _TODAY = pytest.StashKey[dt.date]()
 
@@ -86,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if unknown:
         raise pytest.UsageError(f"--citadelle-host {unknown[0]}: not in {inventory_path}")
     config.stash[_TARGETS] = [t for t in targets if not limit or t.name in limit]
+    config.stash[_NOT_APPLICABLE] = []
     config.stash[_WAIVERS] = waivers
     today = config.getoption("--citadelle-today")
     config.stash[_TODAY] = (dt.date.fromisoformat(today) if today
@@ -101,7 +113,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 else pytest.mark.snc(w.requirement)]) for w in waivers])
     if "target" not in metafunc.fixturenames:
         return
-    targets = metafunc.config.stash[_TARGETS]
+    targets = []
+    for target in metafunc.config.stash[_TARGETS]:
+        reason = not_applicable(metafunc.definition, target)
+        if reason is None:
+            targets.append(target)
+            continue
+        metafunc.config.stash[_NOT_APPLICABLE].append({
+            "nodeid": f"{metafunc.definition.nodeid}[{target.name}]",
+            "check": metafunc.function.__name__,
+            "module": metafunc.definition.nodeid.split("::")[0], "host": target.name,
+            "groups": list(target.groups), "requirements": requirement_ids(metafunc.definition),
+            "not_applicable": reason})
     factories: dict[str, CaseFactory] = getattr(metafunc.module, "CASES", {})
     extra = [name for name in factories if name in metafunc.fixturenames]
     if not extra:
@@ -110,9 +133,45 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if len(extra) > 1:
         raise pytest.UsageError(f"{metafunc.function.__name__}: one case argument per check")
     argname = extra[0]
-    params = [pytest.param(target, case.value, id=f"{target.name}-{case.id}", marks=case.marks)
-              for target in targets for case in factories[argname](target)]
+    params = []
+    for target in targets:
+        cases = list(factories[argname](target))
+        params += [pytest.param(target, case.value, id=f"{target.name}-{case.id}",
+                                marks=case.marks) for case in cases]
+        if not cases:
+            params.append(pytest.param(target, NO_CASE, id=f"{target.name}-{NO_CASE}"))
     metafunc.parametrize(("target", argname), params)
+
+
+def not_applicable(definition: pytest.Item, target: Target) -> str | None:
+    """Why the check does not apply to ``target`` (its ``applies`` mark), or None."""
+    mark = definition.get_closest_marker("applies")
+    if mark is None:
+        return None
+    groups = tuple(mark.kwargs.get("groups", ()))
+    tiers = tuple(mark.kwargs.get("tiers", ()))
+    when = mark.kwargs.get("when")
+    recommendation, role = mark.kwargs.get("recommendation"), mark.kwargs.get("role")
+    if recommendation and recommendation not in target.vars.level_ids(str(role)):
+        return (f"{recommendation} is above this host's level "
+                f"({target.vars.get(f'{role}_level', target.vars.get('bp028_level'))})")
+    if groups and not set(groups) & set(target.groups):
+        return f"for {', '.join(groups)} hosts; this one is {', '.join(target.groups)}"
+    tier = target.vars.get("citadelle_tier")
+    if tiers and tier not in tiers:
+        return f"for the {', '.join(tiers)} tier; this host is in {tier or 'no tier'}"
+    if when and not target.vars.get(when):
+        return f"{when} is not set for this host"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _a_case_to_check(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if "target" in params and NO_CASE in [v for k, v in params.items() if k != "target"]:
+        pytest.fail(f"{request.node.originalname} applies to {params['target']} but has no "
+                    "case there: the inventory's role variables give it nothing to check")
 
 
 def requirement_ids(item: pytest.Item) -> list[str]:
@@ -137,8 +196,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     waivers = config.stash[_WAIVERS]
     today = config.stash[_TODAY]
-    # A check with no case on any host (no data volume, no waiver...) has nothing to judge:
-    # it is left out, not reported as a skip.
+    # Waiver checks with no waiver, and host checks whose hosts are all out of their scope
+    # (recorded in the catalogue as not applicable), have nothing to judge.
     hostless_elsewhere = bool(config.getoption("--citadelle-host")) and not config.getoption(
         "--citadelle-hostless")
     empty = [i for i in items
@@ -170,6 +229,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                           "host": target.name if target else "",
                           "groups": list(target.groups) if target else [],
                           "requirements": ids})
+    not_applicable: list[dict[str, Any]] = config.stash[_NOT_APPLICABLE]
+    catalogue.extend(not_applicable)
     path = config.getoption("--citadelle-catalogue")
     if path:
         Path(path).write_text(json.dumps(catalogue, indent=1) + "\n", encoding="utf-8")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from checks.target import Case, Target, key_values
+from checks.target import Case, Result, Target, key_values
 
 SSHD_LISTS = {
     "kexalgorithms": "bp028_ssh_kex_algorithms",
@@ -55,6 +56,31 @@ def test_log_forwarding_uses_mutual_tls(target: Target) -> None:
     assert conf.get("serverkeyfile") == target.vars["bp028_audit_forward_key_credential_path"]
 
 
+def _collector_reply(target: Target, *, with_certificate: bool) -> Result:
+    """An HTTP request to the log collector over TLS from the host, as the upload makes it."""
+    url = urlsplit(str(target.vars["bp028_audit_forward_url"]))
+    options = [f"-connect {url.hostname}:{url.port or 443}",
+               f"-CAfile {target.vars['bp028_audit_forward_ca_file']}", "-verify_return_error",
+               "-quiet"]
+    if with_certificate:
+        options += [f"-cert {target.vars['bp028_audit_forward_client_cert']}",
+                    f"-key {target.vars['bp028_audit_forward_client_key']}"]
+    return target.root("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 openssl s_client "
+                       + " ".join(options) + " 2>&1")
+
+
+@pytest.mark.snc("10.2", "12.7")
+@pytest.mark.bp028("R71")
+def test_log_collector_demands_this_host_certificate(target: Target) -> None:
+    # A handshake from the host, not the config: the collector's certificate verifies against
+    # the configured CA and, shown this host's client certificate, the collector answers HTTP;
+    # the same request without it gets no answer (mutual TLS, not just TLS).
+    with_certificate = _collector_reply(target, with_certificate=True).stdout
+    assert "HTTP/1." in with_certificate, with_certificate[-400:]
+    without = _collector_reply(target, with_certificate=False).stdout
+    assert "HTTP/1." not in without, without[-400:]
+
+
 @pytest.mark.snc("10.2", "12.7")
 @pytest.mark.bp028("R71")
 def test_log_forwarding_key_stays_root_only(target: Target) -> None:
@@ -76,6 +102,7 @@ def _devices(tree: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 @pytest.mark.snc("10.1")
+@pytest.mark.applies(when="citadelle_data_volume_gb")
 def test_data_volume_is_luks(target: Target, volume_gb: int) -> None:
     tree = json.loads(target.output("lsblk -J -b -o NAME,TYPE,FSTYPE,SIZE,MOUNTPOINT"))
     devices = list(_devices(tree["blockdevices"]))

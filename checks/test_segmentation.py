@@ -67,6 +67,7 @@ def test_ssh_only_from_the_admin_tier(target: Target) -> None:
 
 @pytest.mark.snc("13.2", "9.7")
 @pytest.mark.bp028("R79", "R80")
+@pytest.mark.applies(when="bp028_firewall_allowed_services")
 def test_role_service_open_only_to_its_sources(target: Target, service: dict[str, object]) -> None:
     rule = (f"{service['proto']} dport {service['port']} ip saddr {service['source']} accept")
     assert rule in _chain(target, "input")

@@ -21,18 +21,25 @@ minutes, so it happens once per session.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from citadelle.deploy import harden
-from citadelle.lab import Lab, LabInventory
+from citadelle.deploy.inventory import write_inventory
+from citadelle.environment import Environment
+from citadelle.lab import Clone, Lab, LabInventory
 from citadelle.lab.collector import Collector
-from citadelle.lab.target import lab_harden_vars
+from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
+from citadelle.lab.ntp import TimeServer
+from citadelle.lab.target import LAB_CLONES, LabTarget, lab_outputs
 from citadelle.paths import LAB_DIR
 
-HARDENED_CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
+# The names the lab target gives its clones, so `citadelle deploy dev --target lab` run on the
+# session's lab run folder finds them up and hardened (tests/pipeline/test_main_command.py).
+HARDENED_CLONES = LAB_CLONES
 
 
 class CloneFactory:
@@ -80,6 +87,16 @@ def module_lab_clones(lab: Lab) -> Iterator[CloneFactory]:
 
 
 @pytest.fixture(scope="session")
+def lab_time_server() -> Iterator[TimeServer]:
+    server = TimeServer(LAB_DIR)
+    started_here = server.pid() is None
+    server.start()
+    yield server
+    if started_here:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def log_collector() -> Iterator[Collector]:
     collector = Collector(LAB_DIR)
     started_here = not collector.running()
@@ -89,31 +106,49 @@ def log_collector() -> Iterator[Collector]:
         collector.stop()
 
 
+def environment_inventory(clones: Sequence[Clone], out: Path) -> Path:
+    """`citadelle inventory dev --target lab` for exactly these clones: what deploy converges
+    and verifies."""
+    target = LabTarget()
+    env = Environment.load("dev", target)
+    outputs = lab_outputs(env, tuple(clones), DEFAULT_ADMIN_USER, DEFAULT_ADMIN_GROUP)
+    return write_inventory(env, outputs, target.access(env), out / "inventory.yml",
+                           target="lab", source="the clones under test").inventory
+
+
+@pytest.fixture(scope="session")
+def lab_inventory() -> Callable[[Sequence[Clone], Path], Path]:
+    """The environment's inventory for given clones (see :func:`environment_inventory`)."""
+    return environment_inventory
+
+
 @dataclass(frozen=True)
 class HardenedLab:
     lab: Lab
     inventory: LabInventory
+    environment_inventory: Path  # the one the converge used, as `citadelle inventory` writes it
     first: harden.HardenResult
     second: harden.HardenResult
 
 
 @pytest.fixture(scope="session")
 def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
-                      log_collector: Collector) -> Iterator[HardenedLab]:
+                      log_collector: Collector,
+                      lab_time_server: TimeServer) -> Iterator[HardenedLab]:
     # A run directory of its own: the lab tests' inventories and outputs never see these clones.
     hardened = Lab(root=LAB_DIR, run_dir=tmp_path_factory.mktemp("hardened-lab"))
     factory = CloneFactory(hardened)
     try:
         inventory = factory(HARDENED_CLONES)
         runs = tmp_path_factory.mktemp("harden")
-        extravars = lab_harden_vars()
-        first = harden.run_playbook("site", inventory.inventory, extravars=extravars,
-                                    run_dir=runs / "first")
+        # The deploy pipeline's path: the environment's inventory from the lab target.
+        converged = environment_inventory(inventory.clones, runs)
+        first = harden.run_playbook("site", converged, run_dir=runs / "first")
         assert first.ok, first.summary()
-        second = harden.run_playbook("site", inventory.inventory, extravars=extravars,
-                                     run_dir=runs / "second")
+        second = harden.run_playbook("site", converged, run_dir=runs / "second")
         print(f"\nfirst converge: {first.elapsed:.0f} s, rerun: {second.elapsed:.0f} s")
-        yield HardenedLab(lab=hardened, inventory=inventory, first=first, second=second)
+        yield HardenedLab(lab=hardened, inventory=inventory, environment_inventory=converged,
+                          first=first, second=second)
     finally:
         factory.close()
         hardened.down()

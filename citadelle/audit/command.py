@@ -95,7 +95,8 @@ def audit(args: argparse.Namespace, conn: Any) -> list[Result]:
 
     try:
         if args.audit == "drift":
-            return drift.run_with_plan(conn, lambda: plan_environment(args.env))
+            return drift.run_with_plan(conn, lambda: plan_environment(args.env),
+                                       drift.segmentation_for(args.env))
         target = from_environment(args.env)
         recording = plan_environment(args.env)
         allow = target.allow.with_loopback() if args.mode == "lab" else target.allow

@@ -4,6 +4,10 @@ Read-only. Resources are matched by name (every declared resource carries a
 ``citadelle-<env>-...`` name), security group rules by shape, floating IPs by description.
 Ports that Neutron or Nova own (router interfaces, gateways, DHCP, instances) are the
 consequence of declared resources and are not compared one by one.
+
+The data tier's isolation is judged on the live graph whatever created it: tiers are recognised
+by the stack config's CIDRs (a subnet by its CIDR, a network by its subnets, a port by its fixed
+addresses, a security group by the ports it guards), as the policy pack recognises them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from openstack import exceptions as os_exc
 from citadelle.audit import objectstore
 from citadelle.audit.conformance import catalog, luks_spec_ok
 from citadelle.audit.model import Check, Result, Severity, Status
+from citadelle.environment import Environment
 from citadelle.plan.offline import RecordedResource, Recording
 
 UNDECLARED = Check(
@@ -51,10 +56,21 @@ FLOATING_IP = Check(
 )
 DATA_EGRESS = Check(
     "drift-data-egress",
-    "The data tier is attached to a router with an external gateway",
+    "The data tier has a route out: a router port or gateway on its network, a gateway on its "
+    "subnet, or an external or shared network",
     ("13.2", "12.14"),
     Severity.HIGH,
-    "Detach the data subnet from the router: the data tier has no route to external networks.",
+    "Detach the data network from the router, remove the subnet's gateway, clear the external "
+    "and shared flags: the data tier has no route to external networks.",
+)
+DATA_PEER_RULE = Check(
+    "drift-data-peer-rule",
+    "A rule of a group guarding the data tier admits (or reaches) something other than the "
+    "peer tiers",
+    ("13.2",),
+    Severity.HIGH,
+    "Delete the rule; the data tier admits only the app, transfer and admin tiers' groups and "
+    "CIDRs, and reaches only them and the in-region service CIDRs.",
 )
 UNENCRYPTED_VOLUME = Check(
     "drift-unencrypted-volume",
@@ -83,13 +99,51 @@ CHECKS = (
     WORLD_OPEN_RULE,
     FLOATING_IP,
     DATA_EGRESS,
+    DATA_PEER_RULE,
     UNENCRYPTED_VOLUME,
     VOLUME_TYPE_ENCRYPTION,
     SECRET_ACL,
     objectstore.DRIFT_CONTAINER,
 )
 PUBLIC_TIERS = frozenset({"edge", "admin"})
+DATA_TIER = "data"
+PEER_TIERS = frozenset({"app", "transfer", "admin", DATA_TIER})
+ROUTER_OWNERS = ("network:router_interface", "network:router_gateway",
+                 "network:ha_router_replicated_interface")
 ANY = "*"
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What defines the tiers: the stack config's CIDRs (citadelle:network)."""
+
+    tier_cidrs: dict[str, tuple[Net, ...]]
+    service_cidrs: tuple[Net, ...] = ()
+
+    def tiers_of(self, address: Any) -> frozenset[str]:
+        try:
+            net = ipaddress.ip_network(str(address), strict=False)
+        except ValueError:
+            return frozenset()
+        return frozenset(tier for tier, cidrs in self.tier_cidrs.items()
+                         if any(_inside(net, c) for c in cidrs))
+
+    def peer_cidrs(self, direction: str) -> tuple[Net, ...]:
+        cidrs = tuple(c for t in PEER_TIERS for c in self.tier_cidrs.get(t, ()))
+        return cidrs + (self.service_cidrs if direction == "egress" else ())
+
+
+def _inside(inner: Net, outer: Net) -> bool:
+    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
+
+
+def segmentation_for(env: str) -> Segmentation:
+    network = Environment.load(env).settings.network
+    return Segmentation(
+        tier_cidrs={t: (ipaddress.ip_network(str(s.cidr)),) for t, s in network.tiers.items()},
+        service_cidrs=tuple(ipaddress.ip_network(str(c)) for c in network.service_cidrs),
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -133,6 +187,7 @@ class Declared:
     subnets: dict[str, str] = field(default_factory=dict)  # name -> cidr
     routers: dict[str, bool] = field(default_factory=dict)  # name -> external gateway
     groups: set[str] = field(default_factory=set)
+    group_tiers: dict[str, str] = field(default_factory=dict)  # name -> tier (plan's tags)
     rules: set[RuleShape] = field(default_factory=set)
     ports: set[str] = field(default_factory=set)
     floating_ips: set[str] = field(default_factory=set)  # descriptions
@@ -173,6 +228,7 @@ def declared_from_plan(recording: Recording) -> Declared:
             declared.routers[name] = bool(inputs.get("externalNetworkId"))
         elif kind == "SecGroup":
             declared.groups.add(name)
+            declared.group_tiers[name] = _tier(resource)
         elif kind == "SecGroupRule":
             declared.rules.add(
                 RuleShape(
@@ -293,24 +349,84 @@ def _compare_networks(declared: Declared, live: Live) -> list[Result]:
     return results
 
 
-def _compare_data_egress(declared: Declared, live: Live) -> list[Result]:
-    tier_of = {n.id: declared.networks.get(n.name, "") for n in live.networks}
+class LiveTiers:
+    """Tiers of live resources, from their CIDRs and what they are attached to."""
+
+    def __init__(self, live: Live, seg: Segmentation, declared: Declared) -> None:
+        self.seg = seg
+        self.subnet = {s.id: seg.tiers_of(s.cidr) for s in live.subnets}
+        self.network: dict[str, frozenset[str]] = {n.id: frozenset() for n in live.networks}
+        for subnet in live.subnets:
+            self.network[subnet.network_id] = (self.network.get(subnet.network_id, frozenset())
+                                               | self.subnet[subnet.id])
+        self.port = {p.id: self._port(p) for p in live.ports}
+        self.group: dict[str, frozenset[str]] = {}
+        for port in live.ports:
+            for group in port.security_group_ids or []:
+                self.group[group] = self.group.get(group, frozenset()) | self.port[port.id]
+        # A group guarding no port yet: the plan's tier for the group of that name.
+        for group in live.groups:
+            if not self.group.get(group.id) and declared.group_tiers.get(group.name):
+                self.group[group.id] = frozenset({declared.group_tiers[group.name]})
+
+    def _port(self, port: Any) -> frozenset[str]:
+        found: frozenset[str] = frozenset()
+        for fixed in port.fixed_ips or []:
+            found |= self.subnet.get(fixed.get("subnet_id"), frozenset())
+            found |= self.seg.tiers_of(fixed.get("ip_address"))
+        return found or self.network.get(port.network_id, frozenset())
+
+
+def _compare_data_egress(live: Live, tiers: LiveTiers) -> list[Result]:
+    data_networks = {n for n, t in tiers.network.items() if DATA_TIER in t}
+    routers = {r.id: r for r in live.routers}
     results = []
+    for port in live.ports:
+        owner = str(port.device_owner or "")
+        if owner.startswith(ROUTER_OWNERS) and DATA_TIER in tiers.port[port.id]:
+            router = routers.get(port.device_id)
+            name = (router.name or router.id) if router is not None else port.device_id
+            detail = " whose router has an external gateway" if (
+                router is not None and router.external_gateway_info) else ""
+            results.append(_fail(DATA_EGRESS, "router", name,
+                                 f"{owner} on data network {port.network_id}{detail}"))
+    # Neutron's gateway port belongs to no project (not listed above): the router says it.
     for router in live.routers:
-        if not router.external_gateway_info:
+        gateway = (router.external_gateway_info or {}).get("network_id")
+        if gateway in data_networks:
+            results.append(_fail(DATA_EGRESS, "router", router.name or router.id,
+                                 f"external gateway on data network {gateway}"))
+    for subnet in live.subnets:
+        if DATA_TIER in tiers.subnet[subnet.id] and subnet.gateway_ip:
+            results.append(_fail(DATA_EGRESS, "subnet", subnet.name or subnet.id,
+                                 f"gateway {subnet.gateway_ip} on data subnet {subnet.cidr}"))
+    for network in live.networks:
+        flags = [f for f, on in (("external", network.is_router_external),
+                                 ("shared", network.is_shared)) if on]
+        if network.id in data_networks and flags:
+            results.append(_fail(DATA_EGRESS, "network", network.name or network.id,
+                                 f"data network is {' and '.join(flags)}"))
+    return results
+
+
+def _compare_data_peers(live: Live, tiers: LiveTiers) -> list[Result]:
+    group_names = {g.id: g.name for g in live.groups}
+    results = []
+    for rule in live.rules:
+        if DATA_TIER not in tiers.group.get(rule.security_group_id, frozenset()):
             continue
-        attached = {
-            p.network_id
-            for p in live.ports
-            if p.device_id == router.id
-            and str(p.device_owner).startswith("network:router_interface")
-        }
-        results += [
-            _fail(DATA_EGRESS, "router", router.name or router.id,
-                  f"external gateway and an interface on data network {net_id}")
-            for net_id in sorted(attached)
-            if tier_of.get(net_id) == "data"
-        ]  # fmt: skip
+        shape = _live_rule_shape(rule, group_names)
+        if rule.remote_group_id:
+            remote = tiers.group.get(rule.remote_group_id, frozenset())
+            if not remote or not remote <= PEER_TIERS:
+                results.append(_fail(DATA_PEER_RULE, "security-group-rule", str(shape),
+                                     f"peer group of tier {'/'.join(sorted(remote)) or 'unknown'}"))
+            continue
+        prefix = ipaddress.ip_network(rule.remote_ip_prefix or (
+            "::/0" if rule.ether_type == "IPv6" else "0.0.0.0/0"), strict=False)
+        if not any(_inside(prefix, c) for c in tiers.seg.peer_cidrs(rule.direction)):
+            results.append(_fail(DATA_PEER_RULE, "security-group-rule", str(shape),
+                                 f"{prefix} is outside the peer tiers' CIDRs"))
     return results
 
 
@@ -361,20 +477,20 @@ def _compare_ports(declared: Declared, live: Live) -> list[Result]:
     return results
 
 
-def _compare_floating_ips(declared: Declared, live: Live) -> list[Result]:
-    tier_by_network = {n.id: declared.networks.get(n.name, "") for n in live.networks}
-    port_network = {p.id: p.network_id for p in live.ports}
+def _compare_floating_ips(declared: Declared, live: Live, tiers: LiveTiers) -> list[Result]:
     results = []
     seen = set()
     for fip in live.floating_ips:
         label = fip.floating_ip_address or fip.id
         seen.add(fip.description or "")
         if fip.port_id:
-            tier = tier_by_network.get(port_network.get(fip.port_id, ""), "")
-            if tier not in PUBLIC_TIERS:
+            tier = tiers.port.get(fip.port_id, frozenset()) | tiers.seg.tiers_of(
+                fip.fixed_ip_address)
+            if not tier or not tier <= PUBLIC_TIERS:
                 results.append(
                     _fail(FLOATING_IP, "floating-ip", label,
-                          f"on port {fip.port_id} of a {tier or 'undeclared'} network")
+                          f"on port {fip.port_id} of a {'/'.join(sorted(tier)) or 'untiered'} "
+                          "network")
                 )  # fmt: skip
                 continue
         if (fip.description or "") not in declared.floating_ips:
@@ -483,13 +599,15 @@ def _compare_containers(declared: Declared, live: Live) -> list[Result]:
     return objectstore.compare_containers(declared.containers, live.containers)
 
 
-def compare(conn: Any, declared: Declared, live: Live) -> list[Result]:
+def compare(conn: Any, declared: Declared, live: Live, seg: Segmentation) -> list[Result]:
+    tiers = LiveTiers(live, seg, declared)
     results = (
         _compare_networks(declared, live)
-        + _compare_data_egress(declared, live)
+        + _compare_data_egress(live, tiers)
+        + _compare_data_peers(live, tiers)
         + _compare_security(declared, live)
         + _compare_ports(declared, live)
-        + _compare_floating_ips(declared, live)
+        + _compare_floating_ips(declared, live, tiers)
         + _compare_volumes(conn, declared, live)
         + _compare_secrets(conn, declared, live)
         + _compare_containers(declared, live)
@@ -513,13 +631,13 @@ def compare(conn: Any, declared: Declared, live: Live) -> list[Result]:
     return results
 
 
-def run(conn: Any, recording: Recording) -> list[Result]:
-    return compare(conn, declared_from_plan(recording), read_live(conn))
+def run(conn: Any, recording: Recording, seg: Segmentation) -> list[Result]:
+    return compare(conn, declared_from_plan(recording), read_live(conn), seg)
 
 
-def run_with_plan(conn: Any, plan: Callable[[], Recording]) -> list[Result]:
+def run_with_plan(conn: Any, plan: Callable[[], Recording], seg: Segmentation) -> list[Result]:
     """Read the cloud while the program is evaluated offline: both take seconds."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         live = pool.submit(read_live, conn)
         declared = declared_from_plan(plan())
-        return compare(conn, declared, live.result())
+        return compare(conn, declared, live.result(), seg)

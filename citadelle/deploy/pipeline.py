@@ -32,7 +32,7 @@ from citadelle.environment import Environment, env_command
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import TARGETS, Target, make_target, read_json
 from citadelle.errors import CitadelleError
-from citadelle.evidence.report import latest_run, write_report
+from citadelle.evidence.report import BASELINE_JUNIT, latest_run, write_report
 from citadelle.plan.gate import gate_environment, render
 
 STEPS: tuple[str, ...] = ("gate", "up", "inventory", "harden", "verify", "report")
@@ -160,6 +160,16 @@ def step_verify(run: Run) -> str:
     counts = checks.counts
     text = (f"{len(checks.results)} checks: {counts['passed']} passed, {counts['waived']} "
             f"waived, {counts['failed'] + counts['error']} failed")
+    # The same checks on an unhardened host, where the target has one: what passes there
+    # proves nothing of the roles (the report shows it as baseline).
+    target = run.target_()
+    env = Environment.load(run.env, target)
+    with target.baseline(env, run.directory / "baseline") as inventory:
+        if inventory is not None:
+            base = run_checks(run.env, inventory, inventory.parent, stream=False)
+            shutil.copyfile(base.junit, run.directory / BASELINE_JUNIT)
+            text += (f"; baseline (unhardened clone): {base.counts['passed']} of "
+                     f"{len(base.results)} pass")
     if checks.exit_code != 0:
         raise CitadelleError(f"{text}; failing requirements: "
                              f"{' '.join(checks.failed_requirements())} (see checks.log)",

@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from citadelle import paths
+from citadelle import __version__, paths
 from citadelle.deploy.inventory import host_vars, load_inventory
 from citadelle.deploy.waivers import default_files, load_waivers
 from citadelle.environment import env_command
 from citadelle.errors import CitadelleError
+from citadelle.evidence import sarif
+from citadelle.evidence.findings import Finding, Rule
 
 CHECKS_DIR = paths.REPO_ROOT / "checks"
 CHECK_TIMEOUT_S = 900
@@ -170,8 +172,29 @@ def run_checks(env: str, inventory: Path, out_dir: Path, *,
         raise CitadelleError("checks could not run: " + "; ".join(problems) + f" (log: {log})")
     merge_junit([r[2] for r in runs], junit)
     results = read_junit(junit)
+    write_sarif(out_dir / "checks.sarif", *findings(results))
     failed = any(r.outcome in ("failed", "error") for r in results)
     return CheckRun(exit_code=1 if failed else 0, junit=junit, log=log, results=results)
+
+
+def findings(results: Sequence[CaseResult]) -> tuple[list[Rule], list[Finding]]:
+    """The run in the findings model: one rule per check, one finding per failed case."""
+    rules: dict[str, Rule] = {}
+    found = []
+    for result in results:
+        ids = result.requirements
+        rule = rules.setdefault(result.check, Rule(
+            id=result.check, description=f"{result.module}::{result.check}",
+            severity="high", snc=tuple(i for i in ids if not i.startswith("R")),
+            bp028=tuple(i for i in ids if i.startswith("R"))))
+        if result.outcome in ("failed", "error"):
+            found.append(Finding(rule.id, result.message or result.outcome, result.host or "-",
+                                 "host", f"{result.host}::{result.name}"))
+    return list(rules.values()), found
+
+
+def write_sarif(path: Path, rules: Sequence[Rule], found: Sequence[Finding]) -> None:
+    sarif.write_sarif(path, sarif.to_sarif("citadelle-verify", __version__, rules, found))
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -15,6 +15,10 @@ from typing import Any
 
 from citadelle.environment.settings import INGRESS_NAMESPACE, Settings
 
+# Policies that recognise tiers by the CIDRs of citadelle:network.tiers.
+TIERED_POLICIES = ("no-world-open-ingress", "ssh-from-bastion-only",
+                   "floating-ip-edge-bastion-only", "data-tier-no-external-route",
+                   "data-tier-peers-only")
 # Policies that read the allow-list of system namespaces (citadelle:kubernetes.systemNamespaces).
 K8S_POLICIES_WITH_SYSTEM_NAMESPACES = (
     "namespace-pod-security-restricted",
@@ -24,6 +28,7 @@ K8S_POLICIES_WITH_SYSTEM_NAMESPACES = (
     "no-root-containers",
     "image-allowed-registry",
     "image-pinned-digest",
+    "rbac-platform-subjects",
 )
 
 
@@ -49,6 +54,12 @@ def policy_config(settings: Settings) -> dict[str, dict[str, Any]]:
     }
     for name in K8S_POLICIES_WITH_SYSTEM_NAMESPACES:
         config.setdefault(name, {})["systemNamespaces"] = system
+    # Tiers are recognised by their CIDRs, not by names or tags.
+    tier_cidrs = {tier: [str(t.cidr)] for tier, t in settings.network.tiers.items()}
+    for name in TIERED_POLICIES:
+        config.setdefault(name, {})["tierCidrs"] = tier_cidrs
+    config["data-tier-peers-only"]["serviceCidrs"] = [str(c) for c in
+                                                      settings.network.service_cidrs]
     return config
 
 

@@ -40,11 +40,11 @@ is allowed (`tests/unit/test_config_errors.py`).
 Secrets (`{NAMESPACE}:` keys matching `{SECRET_KEY_RE.pattern}`) are set with
 `pulumi config set --secret`; a value stored in clear is refused.
 
-The provider and endpoint host names shipped under `snc.ovhcloud.com` stand for the endpoints
-the provider assigns to the contracted pod; replace them with yours. `citadelle.internal` is
-the platform's own zone (`.internal` is reserved by ICANN for private use). The operators' SSH
-keys in `Pulumi.yaml` are public keys of the project's own stacks: replace them with your
-on-call team's.
+The provider domains and endpoint host names shipped in `Pulumi.yaml` stand for the endpoints
+the provider assigns to the contracted pod; replace them with yours. The platform's own zone
+sits under `.internal` (reserved by ICANN for private use). The operators' SSH keys in
+`Pulumi.yaml` are public keys of the project's own stacks: replace them with your on-call
+team's.
 """
 
 

@@ -19,6 +19,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +54,12 @@ class Target(Protocol):
 
     def prepare(self, env: Environment) -> list[str]:
         """Start what the target serves its hosts; lines saying what was started."""
+        ...
+
+    def baseline(self, env: Environment, out: Path) -> AbstractContextManager[Path | None]:
+        """An inventory of one unhardened host of the platform's image, for the time of the
+        context: the checks that pass there prove nothing of the roles. None if the target
+        has none to offer."""
         ...
 
 
@@ -126,12 +133,24 @@ class CloudTarget:
                 "--from-step inventory --outputs FILE`", exit_code=2) from None
         # The engine runs the same policy pack as the offline gate, with the same config.
         policy_args = pack_arguments(env, ["up"], log.with_name("policy-config.json"))[1:]
-        with log.open("w", encoding="utf-8") as handle:
-            stack = automation.select_stack(
-                stack_name=env.name, work_dir=str(env.project_file.parent),
-                opts=automation.LocalWorkspaceOptions(env_vars=environment))
-            result = stack.up(on_output=lambda line: handle.write(line + "\n"),
-                              policy_packs=[policy_args[1]], policy_pack_configs=[policy_args[3]])
+        try:
+            with log.open("w", encoding="utf-8") as handle:
+                stack = automation.select_stack(
+                    stack_name=env.name, work_dir=str(env.project_file.parent),
+                    opts=automation.LocalWorkspaceOptions(env_vars=environment))
+                result = stack.up(on_output=lambda line: handle.write(line + "\n"),
+                                  policy_packs=[policy_args[1]],
+                                  policy_pack_configs=[policy_args[3]])
+        except automation.errors.CommandError as err:
+            # The engine's own words (a policy violation, a refused credential...), one line.
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            last = next((line for line in reversed(lines) if "error" in line.lower()),
+                        lines[-1] if lines else "no output").removeprefix("stderr: ")
+            raise CitadelleError(f"pulumi up -s {env.name} failed: {last} (see {log})",
+                                 exit_code=1) from None
+        except json.JSONDecodeError as err:
+            raise CitadelleError(f"pulumi up -s {env.name}: the engine's answer is not JSON "
+                                 f"({err.msg}); is the CLI on PATH the Pulumi CLI?") from None
         outputs = StackOutputs.parse(
             {key: value.value for key, value in result.outputs.items()}).for_environment(env.name)
         summary = result.summary.resource_changes or {}
@@ -143,6 +162,10 @@ class CloudTarget:
 
     def prepare(self, env: Environment) -> list[str]:
         return []
+
+    def baseline(self, env: Environment, out: Path) -> AbstractContextManager[Path | None]:
+        # A deployed environment has no pristine host to spare: reports say so.
+        return nullcontext(None)
 
 
 # Every target by name, imported on use: only the lab's own commands import the lab.

@@ -11,8 +11,15 @@ enforce or verify it and their latest results:
   run's JUnit results per host;
 - waivers (``waivers/<env>.yaml``, plus ``waivers/lab.yaml`` for lab runs).
 
-Requirements with no automated control are listed as such. Totals by chapter (SecNumCloud) and
-by level (BP-028). The HTML is one self-contained file: inline CSS, no script, no external link.
+Each row gets one status, with its reason and the layers of evidence it rests on (plan: the
+offline gate; host: the checks on the deployed hosts): **met** only when every check that
+applies passed on every host it applies to, at least one of them failing on an unhardened
+baseline clone, and no policy failed; **partially met** (plan-time policy only, baseline-only
+checks, or a rule the roles implement in part, with why); **waived** (justification, owner,
+expiry); **failed** (which policy, which check on which host, or an applicable check that did
+not run); **not applicable** (why); **not run**; **not automated**. Totals by chapter
+(SecNumCloud) and by level (BP-028) are counted from the rows. The HTML is one self-contained
+file: inline CSS, no script, no external link.
 """
 
 from __future__ import annotations
@@ -44,95 +51,124 @@ from citadelle.deploy.waivers import (
     snc_reference,
 )
 from citadelle.environment import Environment, env_command
-from citadelle.environment.outputs import ROLES, StackOutputs
+from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.projections import host_levels
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
+from citadelle.plan.analyzer import PolicyAnalyzer, PolicyInfo
 
 if TYPE_CHECKING:
     from citadelle.migrate.custody import Custody
 
 LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")
+# The same checks run on one unhardened clone: what passes there proves nothing of the roles.
+BASELINE_JUNIT = "baseline.junit.xml"
 _TASK_IDS = re.compile(r"^((?:R\d+)(?:\s*,\s*R\d+)*)\s*\|")
-STATUSES: tuple[str, ...] = ("failed", "waived", "passed", "not run", "no automated control")
 
 
 # --------------------------------------------------------------------------- controls
 
 
-@dataclass(frozen=True)
-class PolicyControl:
-    name: str
-    description: str
-    enforcement: str
-    snc: tuple[str, ...]
-    bp028: tuple[str, ...]
+STATUSES: tuple[str, ...] = ("failed", "waived", "partially met", "met", "not applicable",
+                             "not run", "not automated")
+# What a result rests on: the offline gate (plan), the hosts (verify), the live cloud
+# (audit-cloud), the migrated data (migration verify).
+LAYERS: tuple[str, ...] = ("plan", "host", "cloud", "data")
+_WORST = ("error", "failed", "not run", "waived", "passed")
 
 
 @dataclass
-class CheckControl:
-    name: str  # module::function
-    ids: set[str] = field(default_factory=set)
+class CheckEvidence:
+    """One check mapped to a requirement: its outcome on every host it applies to."""
+
+    name: str  # module.py::function
+    # host -> passed | failed | error | waived | not run
+    hosts: dict[str, str] = field(default_factory=dict)
+    baseline: str = ""  # its outcome on the unhardened baseline clone, when one was checked
+    waived_by: list[str] = field(default_factory=list)  # the waivers its results name
+
+    @property
+    def outcome(self) -> str:
+        outcomes = set(self.hosts.values())
+        return next((o for o in _WORST if o in outcomes), "not run")
+
+    @property
+    def failing_hosts(self) -> list[str]:
+        return [h for h, o in self.hosts.items() if o in ("failed", "error")]
+
+    @property
+    def proves(self) -> bool:
+        """Passing here says something about the roles: it fails on stock Debian."""
+        return self.outcome == "passed" and self.baseline != "passed"
 
 
 @dataclass
 class Evidence:
-    """Controls and results for one requirement id."""
+    """Controls and results for one requirement id, and the status they support."""
 
     policies: list[tuple[str, str]] = field(default_factory=list)  # (policy, gate status)
     tasks: list[str] = field(default_factory=list)
-    checks: list[tuple[str, Counter[str]]] = field(default_factory=list)  # (check, outcomes)
+    checks: list[CheckEvidence] = field(default_factory=list)
     waivers: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # declared by the roles, with the reason
+    not_applicable: list[str] = field(default_factory=list)  # "check on host: why"
+    verified: bool = False  # the run's verify step produced results (for any requirement)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        present = {"plan": bool(self.policies), "host": bool(self.checks)}
+        return tuple(layer for layer in LAYERS if present.get(layer))
 
     @property
     def automated(self) -> bool:
-        return bool(self.policies or self.tasks or self.checks)
+        return bool(self.policies or self.checks or self.not_applicable)
 
     @property
     def status(self) -> str:
-        if not self.automated:
-            return "no automated control"
-        outcomes: Counter[str] = Counter()
-        for _, counts in self.checks:
-            outcomes.update(counts)
-        gate = [status for _, status in self.policies]
-        if "violated" in gate or outcomes["failed"] or outcomes["error"]:
-            return "failed"
-        if outcomes["waived"]:
-            return "waived"
-        if outcomes["passed"] or "passed" in gate:
-            return "passed"
-        return "not run"
+        return self.verdict[0]
+
+    @property
+    def verdict(self) -> tuple[str, str]:
+        """(status, reason): met only when every applicable check passed on every host it
+        applies to, proving something a stock Debian does not have, and no policy failed.
+
+        A decision table, read top to bottom: the first row that holds gives the status.
+        """
+        gate = {status for _, status in self.policies}
+        failing = [c for c in self.checks if c.outcome in ("failed", "error")]
+        unrun = [c.name for c in self.checks if "not run" in c.hosts.values()]
+        table: tuple[tuple[bool, str, str], ...] = (
+            (not self.automated, "not automated",
+             "role tasks cite it, no check verifies it" if self.tasks
+             else "covered by process and documentation"),
+            ("violated" in gate or bool(failing), "failed", "; ".join(
+                [f"policy {n}" for n, st in self.policies if st == "violated"]
+                + [f"{c.name} on {', '.join(c.failing_hosts)}" for c in failing])),
+            (not self.checks and not self.policies, "not applicable",
+             "; ".join(self.not_applicable)),
+            (not self.verified and bool(self.checks) and gate <= {"not run"}, "not run",
+             "no check or gate result in this run"),
+            (not self.verified and bool(self.checks), "partially met",
+             "plan-time policies only: the host checks did not run in this run"),
+            (bool(unrun), "failed", "applicable checks did not run: " + ", ".join(unrun)),
+            (any(c.outcome == "waived" for c in self.checks), "waived",
+             "; ".join(dict.fromkeys(w for c in self.checks for w in c.waived_by))),
+            (bool(self.partial), "partially met", "; ".join(self.partial)),
+            (not self.checks, "partially met",
+             "plan-time policy only: the deployed hosts, volumes or data are not verified"),
+            (not any(c.proves for c in self.checks), "partially met",
+             "its checks also pass on an unhardened Debian (baseline): no proof of the "
+             "hardening"),
+            ("not run" in gate, "partially met", "the gate did not run in this run"),
+        )
+        return next(((status, why) for holds, status, why in table if holds), ("met", ""))
 
 
-def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyControl]:
-    """The pack's policies and their requirement ids (its metadata, as the engine sees it)."""
-    table = pack_dir / "metadata.yaml"
-    if table.is_file():
-        rows = yaml.safe_load(table.read_text(encoding="utf-8")) or []
-        return [PolicyControl(str(r["name"]), str(r.get("description", "")),
-                              str(r.get("enforcement", "mandatory")),
-                              tuple(map(str, r.get("snc") or [])),
-                              tuple(map(str, r.get("bp028") or []))) for r in rows]
-    # No metadata table: ask the pack itself (importing it has no side effect).
-    sys.path.insert(0, str(pack_dir))
-    try:
-        from citadelle_policies import all_policies  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
-
-        policies = all_policies()
-    finally:
-        sys.path.remove(str(pack_dir))
-    result = []
-    for policy in policies:
-        tags = list(policy.tags or [])
-        result.append(PolicyControl(
-            name=policy.name, description=str(policy.description),
-            # The pack sets a level on every policy; the engine's default is mandatory.
-            enforcement=str(policy.enforcement_level.value
-                            if policy.enforcement_level else "mandatory").lower(),
-            snc=tuple(t.removeprefix("snc:") for t in tags if t.startswith("snc:")),
-            bp028=tuple(t.removeprefix("bp028:") for t in tags if t.startswith("bp028:"))))
-    return result
+def pack_policies(pack_dir: Path = paths.POLICY_DIR) -> list[PolicyInfo]:
+    """The pack's policies and their requirement ids, as the engine sees them: asked of the
+    pack running out of process (GetAnalyzerInfo), exactly as the gate does."""
+    with PolicyAnalyzer(pack_dir) as analyzer:
+        return list(analyzer.info)
 
 
 def role_tasks(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
@@ -149,20 +185,39 @@ def role_tasks(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
     return result
 
 
-def synthetic_outputs(env: str) -> StackOutputs:
-    # One host per node role: enough for pytest to collect every check and its marks offline.
+def role_partials(roles_dir: Path = paths.ROLES_DIR) -> dict[str, list[str]]:
+    """BP-028 id -> "role: reason" for the recommendations a role implements only in part.
+
+    Each role declares them in ``meta/partial.yml`` (``- id: R40`` / ``reason: ...``): where the
+    recommendation conflicts with operating the platform, the strictest workable rule is
+    applied and the evidence says "partially met", never "met".
+    """
+    result: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(roles_dir.glob("*/meta/partial.yml")):
+        for entry in yaml.safe_load(path.read_text(encoding="utf-8")) or []:
+            result[str(entry["id"])].append(f"{path.parts[-3]}: {entry['reason']}")
+    return result
+
+
+def synthetic_outputs(env: Environment) -> StackOutputs:
+    # One host per server group, placed as the program places it: enough for pytest to collect
+    # every check, its marks and where it applies, offline.
+    compute = env.settings.compute
+    groups = [("bastion", "bastion", "admin"), ("gateway", "gateway", "transfer")]
+    groups += [(pool.name, "node", pool.tier) for pool in compute.node_pools]
     return StackOutputs.parse({
-        "environment": env, "adminUser": "admin", "adminGroup": "admins",
-        "servers": {f"citadelle-{env}-{role}-1": {"role": role, "privateIp": "192.0.2.2",
-                                                  "sshHost": "192.0.2.2", "sshPort": 22}
-                    for role in ROLES}})
+        "environment": env.name, "adminUser": "admin", "adminGroup": "admins",
+        "servers": {f"{env.prefix}-{pool}-1": {"role": role, "privateIp": "192.0.2.2",
+                                               "sshHost": "192.0.2.2", "sshPort": 22,
+                                               "pool": pool, "tier": tier}
+                    for pool, role, tier in groups}})
 
 
 def check_catalogue(env: Environment, inventory: Path | None = None) -> list[dict[str, Any]]:
     """Every check pytest collects for the environment, with its requirement ids."""
     with tempfile.TemporaryDirectory(prefix="citadelle-catalogue-") as tmp:
         if inventory is None or not inventory.is_file():
-            inventory = write_inventory(env, synthetic_outputs(env.name), Access(),
+            inventory = write_inventory(env, synthetic_outputs(env), Access(),
                                         Path(tmp) / "inv.yml", target="cloud",
                                         source="a synthetic host per role").inventory
         out = Path(tmp) / "catalogue.json"
@@ -271,29 +326,72 @@ class _Keys:
         return _section_of(rid, self.sections)
 
 
-def collect_evidence(policies: Sequence[PolicyControl], gate: Mapping[str, str],
+def _outcomes(results: Sequence[CaseResult], key: _Keys) \
+        -> dict[tuple[str, str], dict[str, str]]:
+    """(row, check) -> host -> the worst outcome of the check's cases on that host."""
+    found: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for result in results:
+        name = f"{result.module.removeprefix('checks.')}.py::{result.check}"
+        for row in {k for k in map(key, result.requirements) if k}:
+            # A skipped check verified nothing: as good as not run.
+            outcome = "not run" if result.outcome == "skipped" else result.outcome
+            found[(row, name)][result.host].append(outcome)
+    return {pair: {host: next((o for o in _WORST if o in outcomes), "passed")
+                   for host, outcomes in hosts.items()} for pair, hosts in found.items()}
+
+
+def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
+                catalogue: Sequence[Mapping[str, Any]], results: Sequence[CaseResult],
+                baseline: Sequence[CaseResult]) -> None:
+    """Each requirement's checks with their outcome on every host they apply to."""
+    outcomes = _outcomes(results, key)
+    base = {name: next(iter(hosts.values())) for (_, name), hosts in _outcomes(baseline, key)
+            .items()}
+    applicable: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for entry in catalogue:
+        name = f"{str(entry['module']).removeprefix('checks/')}::{entry['check']}"
+        for row in {k for k in map(key, entry["requirements"]) if k}:
+            if entry.get("not_applicable"):
+                evidence[row].not_applicable.append(
+                    f"{name} on {entry['host']}: {entry['not_applicable']}")
+            else:
+                applicable[(row, name)].add(str(entry.get("host", "")))
+    waived_by: dict[str, list[str]] = defaultdict(list)
+    for result in results:
+        if result.outcome == "waived":
+            waived_by[f"{result.module.removeprefix('checks.')}.py::{result.check}"].append(
+                result.message.removeprefix("waived: "))
+    for (row, name), hosts in sorted(applicable.items()):
+        seen = outcomes.get((row, name), {})
+        per_host = {h: seen.get(h, "not run") for h in sorted(hosts)}
+        evidence[row].checks.append(CheckEvidence(
+            name, per_host, base.get(name, ""), list(dict.fromkeys(waived_by.get(name, [])))))
+
+
+def collect_evidence(policies: Sequence[PolicyInfo], gate: Mapping[str, str],
                      catalogue: Sequence[Mapping[str, Any]], results: Sequence[CaseResult],
-                     waivers: Sequence[Waiver]) -> dict[str, Evidence]:
-    """Requirement row id -> its controls and their latest results."""
+                     waivers: Sequence[Waiver], *, baseline: Sequence[CaseResult] = (),
+                     partial: Mapping[str, Sequence[str]] | None = None) \
+        -> dict[str, Evidence]:
+    """Requirement row id -> its controls and their latest results.
+
+    The catalogue lists every (check, host) the inventory makes applicable and the pairs that
+    are not applicable with the reason; ``results`` (the JUnit of verify) must hold a result
+    for each applicable pair, or the requirement fails for lack of evidence.
+    """
     key = _Keys()
-    evidence: dict[str, Evidence] = defaultdict(Evidence)
+    verified = bool(results)
+    evidence: dict[str, Evidence] = defaultdict(lambda: Evidence(verified=verified))
     for policy in policies:
         for rid in {k for k in map(key, (*policy.snc, *policy.bp028)) if k}:
             evidence[rid].policies.append((policy.name, gate.get(policy.name, "not run")))
     for rid, tasks in role_tasks().items():
         evidence[rid].tasks.extend(tasks)
-    checks: dict[str, set[str]] = defaultdict(set)
-    for entry in catalogue:
-        name = f"{str(entry['module']).removeprefix('checks/')}::{entry['check']}"
-        for row in {k for k in map(key, entry["requirements"]) if k}:
-            checks[row].add(name)
-    outcomes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for result in results:
-        name = f"{result.module.removeprefix('checks.')}.py::{result.check}"
-        for row in {k for k in map(key, result.requirements) if k}:
-            outcomes[(row, name)][result.outcome] += 1
-    for row, names in checks.items():
-        evidence[row].checks.extend((n, outcomes.get((row, n), Counter())) for n in sorted(names))
+    for rid, reasons in (partial if partial is not None else role_partials()).items():
+        row = key(rid)
+        if row:
+            evidence[row].partial.extend(reasons)
+    _add_checks(evidence, key, catalogue, results, baseline)
     for waiver in waivers:
         row_key = key(waiver.requirement)
         if row_key:
@@ -339,7 +437,7 @@ def migration_evidence(env: str, base: Path = paths.RUNS_DIR) -> list[MigrationE
 
 
 def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] | None = None,
-                 policies: list[PolicyControl] | None = None) -> Report:
+                 policies: list[PolicyInfo] | None = None) -> Report:
     environment = Environment.load(env)
     sections = snc_reference()
     run_info = json.loads((run / "run.json").read_text()) if run and (run / "run.json").is_file() \
@@ -355,12 +453,16 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
     if run is not None and (run / "checks.junit.xml").is_file():
         results = read_junit(run / "checks.junit.xml")
         sources.append(str(run / "checks.junit.xml"))
+    baseline: list[CaseResult] = []
+    if run is not None and (run / BASELINE_JUNIT).is_file():
+        baseline = read_junit(run / BASELINE_JUNIT)
+        sources.append(str(run / BASELINE_JUNIT))
     waivers = load_waivers(default_files(env, target))
     sources += [str(p) for p in waivers.files]
     evidence = collect_evidence(
         pack_policies() if policies is None else policies, gate,
         check_catalogue(environment, inventory) if catalogue is None else catalogue, results,
-        waivers.waivers)
+        waivers.waivers, baseline=baseline)
 
     snc_rows = [
         Row("snc", sid, str(section["title"]), _chapter(section, sections),
@@ -415,8 +517,12 @@ th,td{border:1px solid #d0d7de;padding:.3rem .45rem;vertical-align:top;text-alig
 th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.all td{font-weight:600;background:#f6f8fa}
 .status{font-weight:600;white-space:nowrap}
-.s-passed{color:#116329}.s-failed{color:#a40e26}.s-waived{color:#7d4e00}
-.s-not-run{color:#57606a}.s-no-automated-control{color:#6639ba}
+.s-met{color:#116329}.s-failed{color:#a40e26}.s-waived{color:#7d4e00}
+.s-partially-met{color:#9a6700}.s-not-applicable{color:#57606a}.s-not-run{color:#57606a}
+.s-not-automated{color:#6639ba}
+.layer{display:inline-block;border:1px solid #d0d7de;border-radius:.6rem;padding:0 .4rem;
+margin-right:.2rem;font-size:.75rem}.reason{display:block;font-weight:400;font-size:.78rem}
+.o-passed{color:#116329}.o-failed,.o-error,.o-not-run{color:#a40e26}.o-waived{color:#7d4e00}
 ul{margin:0;padding-left:1.1rem}li{margin:.1rem 0}code{font-size:.8rem;overflow-wrap:anywhere}
 table[id^="requirements-"] td:nth-child(5){min-width:13rem}
 table[id^="requirements-"] td:nth-child(7){min-width:22rem}
@@ -437,10 +543,17 @@ def _slug(status: str) -> str:
     return status.replace(" ", "-")
 
 
-def _counts_text(counts: Counter[str]) -> str:
-    order = ("passed", "failed", "error", "waived", "skipped")
-    parts = [f"{counts[k]} {k}" for k in order if counts[k]]
-    return ", ".join(parts) if parts else "not run"
+def _check_text(check: CheckEvidence, markup: bool) -> str:
+    def outcome(host: str, value: str) -> str:
+        if markup:
+            return (f'{html.escape(host or "(no host)")}: '
+                    f'<span class="o-{_slug(value)}">{html.escape(value)}</span>')
+        return f"{host or '(no host)'}: {value}"
+
+    hosts = ", ".join(outcome(h, o) for h, o in check.hosts.items())
+    baseline = f"; baseline: {check.baseline}" if check.baseline else ""
+    name = f"<code>{html.escape(check.name)}</code>" if markup else f"`{check.name}`"
+    return f"{name}: {hosts}{html.escape(baseline) if markup else baseline}"
 
 
 def _html_list(items: Iterable[str]) -> str:
@@ -467,21 +580,26 @@ def _totals_html(report: Report, rows: Sequence[Row], kind: str, label: str) -> 
 
 def _rows_html(rows: Sequence[Row], kind: str, note: str) -> str:
     lines = [f'<table id="requirements-{kind}"><thead><tr><th>Id</th><th>Requirement</th>'
-             f"<th>{note}</th><th>Status</th><th>Policies (gate)</th><th>Role tasks</th>"
-             "<th>Checks (results on hosts)</th><th>Waivers</th></tr></thead><tbody>"]
+             f"<th>{note}</th><th>Status</th><th>Evidence layers</th><th>Policies (gate)</th>"
+             "<th>Role tasks</th><th>Checks (results per host)</th><th>Waivers</th>"
+             "</tr></thead><tbody>"]
     for row in rows:
         ev = row.evidence
-        status = ev.status
+        status, reason = ev.verdict
         policies = (f"<code>{html.escape(n)}</code>: {html.escape(s)}" for n, s in ev.policies)
         tasks = (html.escape(t) for t in ev.tasks)
-        checks = (f"<code>{html.escape(n)}</code>: {_counts_text(c)}" for n, c in ev.checks)
+        checks = [_check_text(c, markup=True) for c in ev.checks]
+        checks += [html.escape(f"not applicable: {n}") for n in ev.not_applicable]
         waivers = (html.escape(w) for w in ev.waivers)
+        layers = "".join(f'<span class="layer">{layer}</span>' for layer in ev.layers) or "&mdash;"
+        why = f'<span class="reason">{html.escape(reason)}</span>' if reason else ""
         lines.append(
-            f'<tr id="{kind}-{html.escape(row.id)}" data-status="{_slug(status)}">'
+            f'<tr id="{kind}-{html.escape(row.id)}" data-status="{_slug(status)}" '
+            f'data-layers="{" ".join(ev.layers)}">'
             f"<td>{html.escape(row.id)}</td><td>{html.escape(row.title)}</td>"
             f"<td>{html.escape(row.note)}</td>"
-            f'<td class="status s-{_slug(status)}">{html.escape(status)}</td>'
-            f"<td>{_html_list(policies)}</td><td>{_html_list(tasks)}</td>"
+            f'<td class="status s-{_slug(status)}">{html.escape(status)}{why}</td>'
+            f"<td>{layers}</td><td>{_html_list(policies)}</td><td>{_html_list(tasks)}</td>"
             f"<td>{_html_list(checks)}</td><td>{_html_list(waivers)}</td></tr>")
     lines.append("</tbody></table>")
     return "\n".join(lines)
@@ -500,8 +618,9 @@ def render_html(report: Report) -> str:
         f"</code>; run {run} (target {html.escape(report.run_target)}). SecNumCloud 3.2 "
         "requirements marked automatable (true or partial) and ANSSI-BP-028 recommendations at "
         "the environment's levels, with the policies, role tasks and checks that enforce or "
-        "verify them, their latest results and the waivers in force. A requirement without "
-        "automated control is listed as such: it is covered by process and documentation.</p>",
+        "verify them, their latest results per host and the waivers in force. Met means every "
+        "applicable check passed on every host it applies to and fails on an unhardened "
+        "baseline; a plan-time policy alone never makes a requirement met.</p>",
         f"<h2>Evidence sources</h2>{sources}",
         "<h2>SecNumCloud 3.2: totals by chapter</h2>",
         _totals_html(report, report.snc, "snc", "Chapter"),
@@ -568,14 +687,18 @@ def render_markdown(report: Report) -> str:
     for title, rows, note in (("SecNumCloud 3.2 requirements", report.snc, "Automatable"),
                               ("ANSSI-BP-028 recommendations", report.bp028, "Node roles")):
         lines += ["", f"## {title}", "",
-                  f"| Id | Requirement | {note} | Status | Policies (gate) | Role tasks | "
-                  "Checks | Waivers |", "|---|---|---|---|---|---|---|---|"]
+                  f"| Id | Requirement | {note} | Status | Layers | Policies (gate) | "
+                  "Role tasks | Checks (per host) | Waivers |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for row in rows:
             ev = row.evidence
-            cells = [row.id, row.title, row.note, ev.status,
+            status, reason = ev.verdict
+            checks = [_check_text(c, markup=False) for c in ev.checks]
+            checks += [f"not applicable: {n}" for n in ev.not_applicable]
+            cells = [row.id, row.title, row.note, f"{status}: {reason}" if reason else status,
+                     ", ".join(ev.layers) or "-",
                      "; ".join(f"`{n}`: {s}" for n, s in ev.policies) or "-",
-                     "; ".join(ev.tasks) or "-",
-                     "; ".join(f"`{n}`: {_counts_text(c)}" for n, c in ev.checks) or "-",
+                     "; ".join(ev.tasks) or "-", "; ".join(checks) or "-",
                      "; ".join(ev.waivers) or "-"]
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     lines += ["", "## Data migration (SecNumCloud 19.2, 10.1): verified transfers", ""]
@@ -626,7 +749,7 @@ def _handle(args: argparse.Namespace) -> int:
     for kind, rows in (("SecNumCloud 3.2", report.snc), ("BP-028", report.bp028)):
         counts = report.totals(rows)["all"]
         print(f"{kind}: {counts['requirements']} requirements, {counts['automated']} with an "
-              "automated control, " + ", ".join(f"{counts[s]} {s}" for s in STATUSES))
+              "automated control, " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]))
     print(f"report written to {html_path} and {md_path}")
     return 0
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from citadelle.deploy.harden import add_harden_options, harden
 from citadelle.errors import CitadelleError
-from citadelle.lab import source_command
+from citadelle.lab import ntp, source_command
 from citadelle.lab.cloud import command as cloud
 from citadelle.lab.collector import GUEST_ADDRESS, LISTEN, PORT, Collector
 from citadelle.lab.core import Lab
+from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import ROLES
-from citadelle.lab.target import LabTarget, lab_harden_vars
+from citadelle.lab.target import LabTarget, lab_role_vars
 from citadelle.paths import LAB_DIR
 
 DEFAULT_CLONES = "bastion=bastion,gw=gateway,node1=node"
@@ -57,6 +58,21 @@ def _down(args: argparse.Namespace) -> int:
     print("removed: " + (", ".join(removed) or "nothing"))
     if not args.names and Collector(args.lab_dir).stop():
         print("log collector stopped (received journals kept)")
+    if not args.names and TimeServer(args.lab_dir).stop():
+        print("NTP server stopped")
+    return 0
+
+
+def _ntp(args: argparse.Namespace) -> int:
+    server = TimeServer(args.lab_dir)
+    if args.action == "up":
+        print(f"serving time on 127.0.0.1:{ntp.PORT} (clones: {GUEST_ADDRESS}:{ntp.PORT}), "
+              f"pid {server.start()}")
+    elif args.action == "down":
+        print("stopped" if server.stop() else "not running")
+    else:
+        pid = server.pid()
+        print(f"NTP server: up, pid {pid}" if pid else "NTP server: down")
     return 0
 
 
@@ -103,7 +119,7 @@ def _ssh(args: argparse.Namespace) -> int:
 def _harden(args: argparse.Namespace) -> int:
     for line in LabTarget(args.lab_dir).prepare_lines():
         print(line + "; `citadelle lab collector` shows receipts")
-    return harden(args, extravars=lab_harden_vars(args.lab_dir))
+    return harden(args, extravars=lab_role_vars(args.lab_dir))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,6 +153,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     collector.add_argument("action", choices=("up", "down", "status"), nargs="?",
                            default="status")
     collector.set_defaults(func=_collector)
+    ntp_parser = add("ntp", "the lab's NTP server (the clones' time source, 10.0.2.2:123): "
+                     "start, stop, status")
+    ntp_parser.add_argument("action", choices=("up", "down", "status"), nargs="?",
+                            default="status")
+    ntp_parser.set_defaults(func=_ntp)
     ssh = add("ssh", "open SSH to a clone as the admin user")
     ssh.add_argument("name", metavar="NAME")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")

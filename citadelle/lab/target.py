@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,18 +23,25 @@ from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.lab import collector
+from citadelle.lab import collector, ntp
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.credentials import ensure_credentials
 from citadelle.lab.image import host_mirrors
+from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
 
-# Lab clones standing in for one server of each node role.
+# Lab clones standing in for one server of each node role, and the unhardened one.
 LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
-# The tier and server group each node role's clone stands in for.
-ROLE_PLACEMENT = {"bastion": ("admin", "bastion"), "gateway": ("transfer", "gateway"),
-                  "node": ("app", "node")}
+BASELINE_CLONE = "baseline"
+
+
+def placement(env: Environment, role: str) -> tuple[str, str]:
+    """(tier, server group) a clone of ``role`` stands in for: a node is the first app pool."""
+    if role == "node":
+        pool = next(p for p in env.settings.compute.node_pools if p.tier == "app")
+        return pool.tier, pool.name
+    return ("admin", "bastion") if role == "bastion" else ("transfer", "gateway")
 
 
 def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: str) \
@@ -40,7 +49,7 @@ def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: s
     """The stack outputs of ``env`` as the lab's clones realise them."""
     servers = {}
     for clone in sorted(clones, key=lambda c: c.name):
-        tier, pool = ROLE_PLACEMENT[clone.role]
+        tier, pool = placement(env, clone.role)
         servers[clone.name] = {
             "role": clone.role, "privateIp": clone.private_ip, "sshHost": "127.0.0.1",
             "sshPort": clone.port, "hostKeyEd25519": clone.host_key_ed25519,
@@ -51,30 +60,22 @@ def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: s
 
 
 def lab_role_vars(root: Path = paths.LAB_DIR) -> dict[str, Any]:
-    """What a clone behind QEMU user-mode networking can have, over the environment's values."""
+    """What a clone behind QEMU user-mode networking can have, over the environment's values.
+
+    The user-mode gateway 10.0.2.2 is where forwarded SSH comes from and how a clone reaches
+    the host, hence the lab's log collector (mutual TLS with the identity the lab PKI issued to
+    the clone) and its NTP server (``citadelle.lab.ntp``); APT stays on the host's Debian
+    mirror. The localisation checks report these differences from the allow-list (waived in
+    waivers/lab.yaml).
+    """
     mirror, security_mirror = host_mirrors()
     return {
-        # The clones cannot reach the platform's mirror: they keep the host's, and the
-        # localisation check reports the difference (waived in waivers/lab.yaml).
         "bp028_packages_mirror_url": mirror,
         "bp028_packages_security_mirror_url": security_mirror,
-        # SSH forwarded from the host arrives from the user-mode gateway.
         "bp028_firewall_admin_cidrs": [f"{collector.GUEST_ADDRESS}/32"],
-        # The lab's PKI stands in for the environment's log-upload identity.
-        **Collector(root).tls_vars(),
-    }
-
-
-def lab_harden_vars(root: Path = paths.LAB_DIR) -> dict[str, Any]:
-    """`citadelle lab harden`: the lab's role variables, plus its own services as endpoints.
-
-    The gateway 10.0.2.2 is how a clone reaches the host, hence the lab's log collector; the
-    lab has no NTP server there, so chrony keeps retrying.
-    """
-    return {
-        **lab_role_vars(root),
         "bp028_time_ntp_servers": [collector.GUEST_ADDRESS],
         "bp028_audit_forward_url": f"https://{collector.GUEST_ADDRESS}:{collector.PORT}",
+        **Collector(root).tls_vars(),
     }
 
 
@@ -122,7 +123,26 @@ class LabTarget:
     def prepare(self, env: Environment) -> list[str]:
         return self.prepare_lines()
 
+    @contextmanager
+    def baseline(self, env: Environment, out: Path) -> Iterator[Path | None]:
+        """A clone restored from the golden snapshot, never hardened: stock Debian."""
+        # Imported here: the inventory renderer is a deploy stage the lab only feeds.
+        from citadelle.deploy.inventory import write_inventory  # noqa: PLC0415
+
+        lab = self.lab()
+        clone = lab.up({BASELINE_CLONE: "node"}).clone(BASELINE_CLONE)
+        try:
+            outputs = lab_outputs(env, (clone,), lab.admin_user, lab.admin_group)
+            yield write_inventory(env, outputs, self.access(env), out / "inventory.yml",
+                                  target=self.name, source="the unhardened baseline clone"
+                                  ).inventory
+        finally:
+            lab.down([BASELINE_CLONE])
+
     def prepare_lines(self) -> list[str]:
+        """Start the lab's log collector and NTP server, the clones' endpoints on 10.0.2.2."""
         pids = Collector(self.root).start()
+        time_pid = TimeServer(self.root).start()
         return [f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
-                f"{', '.join(map(str, pids.values()))})"]
+                f"{', '.join(map(str, pids.values()))})",
+                f"lab NTP server on 127.0.0.1:{ntp.PORT} (PID {time_pid})"]

@@ -29,7 +29,7 @@ import yaml
 from citadelle import paths
 from citadelle.deploy.pulumi import run_pulumi, write_policy_config
 from citadelle.environment import Environment, env_command, projections
-from citadelle.environment.stackconfig import load_stack_config, load_yaml
+from citadelle.environment.stackconfig import StackConfig, load_stack_config, load_yaml
 from citadelle.errors import CitadelleError
 from citadelle.evidence.findings import Check, Finding, Rule
 from citadelle.evidence.junit import to_junit, write_junit
@@ -43,6 +43,18 @@ STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 # --------------------------------------------------------------------------- policy config
+
+
+def program_tiers(config: StackConfig) -> dict[str, list[str]]:
+    """A gated program's own tier CIDRs, when its stack config declares them as Citadelle's does
+    (``citadelle:network.tiers.<tier>.cidr``): its tiers are what its own config says."""
+    try:
+        network = json.loads(config.values.get("citadelle:network") or "{}")
+    except ValueError:
+        return {}
+    tiers = network.get("tiers") if isinstance(network, dict) else None
+    return {str(t): [str(v["cidr"])] for t, v in (tiers or {}).items()
+            if isinstance(v, dict) and v.get("cidr")} if isinstance(tiers, dict) else {}
 
 
 def load_policy_config(path: Path) -> dict[str, Any]:
@@ -306,7 +318,11 @@ def gate_environment(
     elif policy_config is not None:
         pack_config = policy_config
     else:
-        pack_config = projections.policy_config(Environment.load(env).settings)
+        settings_config = projections.policy_config(Environment.load(env).settings)
+        tiers = program_tiers(config) if program is not None else {}
+        for name in projections.TIERED_POLICIES if tiers else ():
+            settings_config[name] = {**settings_config.get(name, {}), "tierCidrs": tiers}
+        pack_config = settings_config
     recording = plan_stack(config)
     if analyzer is not None:
         result = run_gate(recording, analyzer, pack_config, config.values, config.program_dir)

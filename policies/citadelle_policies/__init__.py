@@ -10,9 +10,12 @@ from citadelle_policies import (
     crypto,
     kubernetes,
     network,
+    preview,
     providers,
+    rbac,
     sovereignty,
     storage,
+    transport,
     workspaces,
 )
 
@@ -23,10 +26,13 @@ def all_policies() -> list[Policy]:
     return [
         *sovereignty.POLICIES,
         *providers.POLICIES,
+        *transport.POLICIES,
         *network.POLICIES,
         *crypto.POLICIES,
         *storage.POLICIES,
         *compute.POLICIES,
         *kubernetes.POLICIES,
+        *rbac.POLICIES,
         *workspaces.POLICIES,
+        *preview.POLICIES,
     ]

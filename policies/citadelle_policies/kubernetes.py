@@ -25,18 +25,20 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SERVICE = "kubernetes:core/v1:Service"
 CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
 ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
-# Where each workload kind keeps its pod spec.
+# Where each workload kind keeps its pod spec, whatever its API version (apps/v1, a beta,
+# extensions) and for its server-side-apply Patch and List variants.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "kubernetes:core/v1:Pod": ("spec",),
-    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
-    "kubernetes:core/v1:ReplicationController": ("spec", "template", "spec"),
-    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
-    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+    "PodTemplate": ("template", "spec"),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
-WORKLOADS = tuple(POD_SPEC_PATHS)
+_WORKLOAD_TYPE = re.compile(r"^kubernetes:[^:]+:(?P<kind>[A-Za-z]+?)(?P<variant>Patch|List)?$")
 PSA = "pod-security.kubernetes.io/"
 _DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 
@@ -91,7 +93,6 @@ PRIVILEGED = Control(
         "namespace listed with a reason."
     ),
     config={"systemNamespaces": SYSTEM_NAMESPACES},
-    applies_to=WORKLOADS,
 )
 
 HOST = Control(
@@ -107,7 +108,6 @@ HOST = Control(
         "hostPID, hostIPC and hostPort."
     ),
     config={"systemNamespaces": SYSTEM_NAMESPACES},
-    applies_to=WORKLOADS,
 )
 
 ROOT = Control(
@@ -121,7 +121,6 @@ ROOT = Control(
         "build the image with a numeric non-root USER."
     ),
     config={"systemNamespaces": SYSTEM_NAMESPACES},
-    applies_to=WORKLOADS,
 )
 
 CLUSTER_ADMIN = Control(
@@ -163,7 +162,6 @@ REGISTRY = Control(
     ),
     config={"allowedRegistries": string_list("registry hosts images may come from"),
             "systemNamespaces": SYSTEM_NAMESPACES},
-    applies_to=WORKLOADS,
 )
 
 DIGEST = Control(
@@ -176,7 +174,6 @@ DIGEST = Control(
         "scan approved); a tag can be moved to other content after review."
     ),
     config={"systemNamespaces": SYSTEM_NAMESPACES},
-    applies_to=WORKLOADS,
 )
 
 
@@ -184,13 +181,22 @@ def namespace_of(props: Any) -> str:
     return str(get(props, "metadata", "namespace") or "default")
 
 
-def _exempt(args: ResourceValidationArgs, config: Config) -> None:
-    if namespace_of(args.props) in (config.get("systemNamespaces") or []):
-        args.not_applicable(f"system namespace {namespace_of(args.props)}")
-
-
-def pod_spec(args: ResourceValidationArgs) -> Any:
-    return get(args.props, *POD_SPEC_PATHS[args.resource_type])
+def pod_specs(args: ResourceValidationArgs, config: Config) -> list[Any]:
+    """The pod specs a workload registration declares (one, or a List's items), outside the
+    system namespaces; not applicable to anything else. A Patch declares only what it changes:
+    see ``is_patch``."""
+    match = _WORKLOAD_TYPE.match(args.resource_type)
+    if match is None or match["kind"] not in POD_SPEC_PATHS:
+        args.not_applicable(f"{args.resource_type} is not a workload")
+    assert match is not None  # not_applicable raises
+    objects = (list(items(get(args.props, "items"))) if match["variant"] == "List"
+               else [args.props])
+    system = config.get("systemNamespaces") or []
+    judged = [o for o in objects if namespace_of(o) not in system]
+    if objects and not judged:
+        args.not_applicable(f"system namespace {namespace_of(objects[0])}")
+    return [get(o, *POD_SPEC_PATHS.get(str(get(o, "kind")), POD_SPEC_PATHS[match["kind"]]))
+            for o in judged]
 
 
 def containers(spec: Any) -> Iterator[tuple[str, Any]]:
@@ -249,13 +255,23 @@ def check_default_deny(args: StackValidationArgs, config: Config, report: Report
                    "NetworkPolicy", resource.urn)
 
 
+def is_patch(args: ResourceValidationArgs) -> bool:
+    """A server-side-apply Patch leaves unset fields as they are: only what it sets is judged."""
+    return args.resource_type.endswith("Patch")
+
+
 def check_privileged(args: ResourceValidationArgs, config: Config, report: Report) -> None:
-    _exempt(args, config)
-    for name, container in containers(pod_spec(args)):
+    for spec in pod_specs(args, config):
+        _judge_privileged(spec, is_patch(args), report)
+
+
+def _judge_privileged(spec: Any, partial: bool, report: Report) -> None:
+    for name, container in containers(spec):
         context = get(container, "securityContext") or {}
         if get(context, "privileged") is True:
             report(f"container {name} is privileged")
-        if get(context, "allowPrivilegeEscalation") is not False:
+        escalation = get(context, "allowPrivilegeEscalation")
+        if escalation is not False and not (partial and escalation is None):
             report(f"container {name} does not set allowPrivilegeEscalation: false")
         added = [str(c) for c in items(get(context, "capabilities", "add"))]
         if added:
@@ -263,8 +279,11 @@ def check_privileged(args: ResourceValidationArgs, config: Config, report: Repor
 
 
 def check_host(args: ResourceValidationArgs, config: Config, report: Report) -> None:
-    _exempt(args, config)
-    spec = pod_spec(args)
+    for spec in pod_specs(args, config):
+        _judge_host(spec, report)
+
+
+def _judge_host(spec: Any, report: Report) -> None:
     for flag in ("hostNetwork", "hostPID", "hostIPC"):
         if get(spec, flag) is True:
             report(f"pod spec sets {flag}: true")
@@ -279,8 +298,11 @@ def check_host(args: ResourceValidationArgs, config: Config, report: Report) -> 
 
 
 def check_root(args: ResourceValidationArgs, config: Config, report: Report) -> None:
-    _exempt(args, config)
-    spec = pod_spec(args)
+    for spec in pod_specs(args, config):
+        _judge_root(spec, is_patch(args), report)
+
+
+def _judge_root(spec: Any, partial: bool, report: Report) -> None:
     pod_context = get(spec, "securityContext") or {}
     for name, container in containers(spec):
         context = get(container, "securityContext") or {}
@@ -292,7 +314,7 @@ def check_root(args: ResourceValidationArgs, config: Config, report: Report) -> 
             user = get(pod_context, "runAsUser")
         if number(user) == 0:
             report(f"container {name} runs as UID 0")
-        elif non_root is not True:
+        elif non_root is not True and not (partial and non_root is None):
             report(f"container {name} does not set runAsNonRoot: true")
 
 
@@ -322,9 +344,8 @@ def image_registry(image: str) -> str | None:
 
 
 def check_registry(args: ResourceValidationArgs, config: Config, report: Report) -> None:
-    _exempt(args, config)
     allowed = [r.lower() for r in config.get("allowedRegistries") or []]
-    for name, container in containers(pod_spec(args)):
+    for name, container in (c for spec in pod_specs(args, config) for c in containers(spec)):
         image = str(get(container, "image") or "")
         registry = image_registry(image)
         if registry not in allowed:
@@ -334,8 +355,7 @@ def check_registry(args: ResourceValidationArgs, config: Config, report: Report)
 
 
 def check_digest(args: ResourceValidationArgs, config: Config, report: Report) -> None:
-    _exempt(args, config)
-    for name, container in containers(pod_spec(args)):
+    for name, container in (c for spec in pod_specs(args, config) for c in containers(spec)):
         image = str(get(container, "image") or "")
         if not _DIGEST_RE.search(image):
             report(f"container {name} image {image!r} is not pinned by digest")

@@ -25,6 +25,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 FRAMEWORK = "SecNumCloud"
 FRAMEWORK_VERSION = "3.2"
@@ -180,6 +181,29 @@ def get(value: Any, *path: str | int) -> Any:
         if value is None:
             return None
     return value
+
+
+def peek(value: Any, *path: str | int) -> Any:
+    """``get`` that answers None for a value unknown during a preview (graph building: the
+    judgement of a resource with an unknown input is the advisory policy's job)."""
+    try:
+        return get(value, *path)
+    except UnknownValueError:
+        return None
+
+
+def truthy(value: Any) -> bool:
+    """A flag as programs spell it: a boolean, or a string from config ("true", "1", "yes")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return value is True
+
+
+def tier_cidrs_schema() -> dict[str, Any]:
+    """Config schema entry: tier name -> the CIDRs that define it (citadelle:network.tiers)."""
+    return {"type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "default": {}, "description": "CIDRs of each tier, from the stack config"}
 
 
 def items(value: Any) -> Iterator[Any]:

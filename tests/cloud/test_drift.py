@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import subprocess
@@ -33,7 +34,7 @@ def dev_plan():
 
 def audit(drift_project, dev_plan) -> list[Result]:
     conn = connect(drift_project.cloud, str(drift_project.clouds_yaml))
-    return drift.run(conn, dev_plan)
+    return drift.run(conn, dev_plan, drift.segmentation_for("dev"))
 
 
 def failures(results: list[Result]) -> list[tuple[str, str]]:
@@ -65,17 +66,74 @@ def _floating_ip_on_data_port(admin: Any, member: Any) -> Callable[[], None]:
     data = net.find_network(DATA_NETWORK)
     subnet = next(iter(net.subnets(network_id=data.id)))
     router = net.create_router(name="hand-router", external_gateway_info={"network_id": public.id})
-    net.add_interface_to_router(router, subnet_id=subnet.id)
-    port = net.create_port(name="hand-port", network_id=data.id)
+    # The data subnet has no gateway address: the router plugs in through a port of its own.
+    uplink = net.create_port(name="hand-uplink", network_id=data.id, security_group_ids=[],
+                             fixed_ips=[{"subnet_id": subnet.id}])
+    net.add_interface_to_router(router, port_id=uplink.id)
+    port = net.create_port(name="hand-port", network_id=data.id, security_group_ids=[])
     fip = net.create_ip(floating_network_id=public.id, port_id=port.id)
 
     def restore() -> None:
         net.delete_ip(fip)
         net.delete_port(port)
-        net.remove_interface_from_router(router, subnet_id=subnet.id)
+        net.remove_interface_from_router(router, port_id=uplink.id)
         net.delete_router(router)
 
     return restore
+
+
+def _router_port_on_data_network(admin: Any, member: Any) -> Callable[[], None]:
+    # No external gateway, no name in common with the data tier: a port on its subnet plugged
+    # into a router is a route out all the same.
+    net = member.network
+    data = net.find_network(DATA_NETWORK)
+    subnet = next(iter(net.subnets(network_id=data.id)))
+    router = net.create_router(name="hand-router-2")
+    port = net.create_port(name="hand-uplink", network_id=data.id, security_group_ids=[],
+                           fixed_ips=[{"subnet_id": subnet.id}])
+    net.add_interface_to_router(router, port_id=port.id)
+
+    def restore() -> None:
+        net.remove_interface_from_router(router, port_id=port.id)
+        net.delete_router(router)
+
+    return restore
+
+
+def _data_subnet_gateway(admin: Any, member: Any) -> Callable[[], None]:
+    net = member.network
+    subnet = next(iter(net.subnets(network_id=net.find_network(DATA_NETWORK).id)))
+    hosts = ipaddress.ip_network(subnet.cidr).hosts()
+    gateway = str(next(hosts))
+    pools = subnet.allocation_pools
+    # Without a gateway the pool starts at the first address: free it for the gateway.
+    net.update_subnet(subnet, allocation_pools=[{"start": str(next(hosts)),
+                                                 "end": pools[-1]["end"]}])
+    net.update_subnet(subnet, gateway_ip=gateway)
+
+    def restore() -> None:
+        net.update_subnet(subnet, gateway_ip=None)
+        net.update_subnet(subnet, allocation_pools=pools)
+
+    return restore
+
+
+def _data_network_shared(admin: Any, member: Any) -> Callable[[], None]:
+    network = admin.network.find_network(DATA_NETWORK, project_id=member.current_project_id)
+    admin.network.update_network(network, shared=True)
+    return lambda: admin.network.update_network(network, shared=False)
+
+
+def _data_rule(remote: Callable[[Any], dict[str, str]]) -> Callable[[Any, Any],
+                                                                     Callable[[], None]]:
+    def apply(admin: Any, member: Any) -> Callable[[], None]:
+        group = member.network.find_security_group(DATA_GROUP)
+        rule = member.network.create_security_group_rule(
+            security_group_id=group.id, direction="ingress", ether_type="IPv4",
+            protocol="tcp", port_range_min=5432, port_range_max=5432, **remote(member))
+        return lambda: member.network.delete_security_group_rule(rule)
+
+    return apply
 
 
 def _unencrypted_volume(admin: Any, member: Any) -> Callable[[], None]:
@@ -162,7 +220,29 @@ class Violation:
 VIOLATIONS = [
     Violation("hand-added world-open rule", _world_open_rule,
               {("drift-world-open-rule", "security-group-rule/citadelle-dev-data: ingress IPv4 "
-                                         "tcp 5432-5432 from *")}),
+                                         "tcp 5432-5432 from *"),
+               ("drift-data-peer-rule", "security-group-rule/citadelle-dev-data: ingress IPv4 "
+                                        "tcp 5432-5432 from *")}),
+    Violation("router port on the data network", _router_port_on_data_network,
+              {("drift-data-egress", "router/hand-router-2"),
+               ("drift-undeclared", "router/hand-router-2")}),
+    Violation("gateway on the data subnet", _data_subnet_gateway,
+              {("drift-data-egress", "subnet/citadelle-dev-data")}),
+    Violation("data network shared", _data_network_shared,
+              {("drift-data-egress", "network/citadelle-dev-data")}),
+    Violation("data tier opened to a non-app CIDR",
+              _data_rule(lambda member: {"remote_ip_prefix": "172.16.8.0/24"}),
+              {("drift-data-peer-rule", "security-group-rule/citadelle-dev-data: ingress IPv4 "
+                                        "tcp 5432-5432 from 172.16.8.0/24"),
+               ("drift-undeclared", "security-group-rule/citadelle-dev-data: ingress IPv4 "
+                                    "tcp 5432-5432 from 172.16.8.0/24")}),
+    Violation("data tier opened to the edge's group",
+              _data_rule(lambda member: {"remote_group_id": member.network.find_security_group(
+                  "citadelle-dev-edge").id}),
+              {("drift-data-peer-rule", "security-group-rule/citadelle-dev-data: ingress IPv4 "
+                                        "tcp 5432-5432 from citadelle-dev-edge"),
+               ("drift-undeclared", "security-group-rule/citadelle-dev-data: ingress IPv4 "
+                                    "tcp 5432-5432 from citadelle-dev-edge")}),
     Violation("floating IP on a data port", _floating_ip_on_data_port,
               {("drift-floating-ip", "floating-ip/"), ("drift-data-egress", "router/hand-router"),
                ("drift-undeclared", "router/hand-router"), ("drift-undeclared", "port/hand-port")}),
@@ -220,4 +300,5 @@ def test_cli_drift_exits_1_on_high_finding(drift_project, cli_env, tmp_path, tim
     sarif = json.loads((tmp_path / "d.sarif").read_text())
     assert validation_errors(sarif) == []
     found = [(r["ruleId"], r["level"], r["properties"]["snc"]) for r in sarif["runs"][0]["results"]]
-    assert found == [("drift-world-open-rule", "error", ["13.2"])]
+    assert sorted(found) == [("drift-data-peer-rule", "error", ["13.2"]),
+                             ("drift-world-open-rule", "error", ["13.2"])]

@@ -4,12 +4,14 @@ fail, unknown requirement ids and malformed entries are refused."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sarif_kit.validate import validation_errors
 
 from citadelle.deploy.inventory import write_inventory
 from citadelle.deploy.verify import run_checks
@@ -72,14 +74,18 @@ def test_bad_waiver_is_refused(entry: dict[str, Any], message: str):
     assert err.value.message == message
 
 
-# -- through the checks runner (checks that need no host: vars and waivers only) ---------------
+# -- through the checks runner (hosts that refuse SSH at once: every check fails fast) ---------
 
 @pytest.fixture
 def short_retention_inventory(tmp_path: Path) -> Path:
-    # One month of journal: below SecNumCloud 12.6's six months, so the retention check fails.
-    files = write_inventory(Environment.load("dev"), synthetic_outputs("dev"), Access(),
-                            tmp_path / "inv" / "inventory.yml", target="cloud", source="test",
-                            extra_vars={"bp028_audit_journald_max_retention": "1month"})
+    # The hosts answer nothing (port 1 of loopback refuses at once), so the retention check,
+    # which reads journald's effective settings on the host, fails on every one of them.
+    env = Environment.load("dev")
+    outputs = synthetic_outputs(env)
+    closed = {name: server.model_copy(update={"ssh_host": "127.0.0.1", "ssh_port": 1})
+              for name, server in outputs.servers.items()}
+    files = write_inventory(env, outputs.model_copy(update={"servers": closed}), Access(),
+                            tmp_path / "inv" / "inventory.yml", target="cloud", source="test")
     return files.inventory
 
 
@@ -98,14 +104,15 @@ def test_valid_waiver_reports_the_failing_check_as_waived(tmp_path, short_retent
     run = _run(tmp_path, short_retention_inventory, [_entry()])
     assert _by_host(run) == {"citadelle-dev-bastion-1": "failed",
                              "citadelle-dev-gateway-1": "failed",
-                             "citadelle-dev-node-1": "waived"}
+                             "citadelle-dev-datastore-1": "waived",
+                             "citadelle-dev-workers-1": "waived"}
     waived = next(r for r in run.results if r.outcome == "waived")
     assert waived.message.startswith("waived: 12.6 on node until 2027-01-31 (owner "
                                      "platform-team): Short retention")
     assert run.failed_requirements() == ["12.6"]
     # Visible as such in the JUnit file itself.
     cases = ET.parse(run.junit).getroot().iter("testcase")
-    skipped = [c.find("skipped") for c in cases if "node-1" in c.get("name", "")
+    skipped = [c.find("skipped") for c in cases if "workers-1" in c.get("name", "")
                and RETENTION_CHECK in c.get("name", "")]
     assert [s.get("type") for s in skipped if s is not None] == ["pytest.xfail"]
     current = [r for r in run.results if r.check == "test_waiver_is_current"]
@@ -126,3 +133,15 @@ def test_unknown_requirement_refuses_the_run(tmp_path, short_retention_inventory
         _run(tmp_path, short_retention_inventory, [_entry(requirement="19.9")])
     assert "'19.9' is not a SecNumCloud 3.2 or BP-028 id" in err.value.message
     assert not (tmp_path / "out" / "checks.junit.xml").exists()
+
+
+def test_failures_are_findings_in_the_shared_sarif(tmp_path, short_retention_inventory):
+    run = _run(tmp_path, short_retention_inventory, [_entry()])
+    document = json.loads((tmp_path / "out" / "checks.sarif").read_text())
+    assert validation_errors(document) == []
+    results = [r for r in document["runs"][0]["results"] if r["ruleId"] == RETENTION_CHECK]
+    # The waived hosts are not findings; the two failing ones are, with the requirement ids.
+    assert sorted(r["locations"][0]["logicalLocations"][0]["name"] for r in results) == [
+        "citadelle-dev-bastion-1", "citadelle-dev-gateway-1"]
+    assert all(r["properties"]["snc"] == ["12.6"] for r in results)
+    assert run.exit_code == 1

@@ -43,13 +43,36 @@ CORPUS: dict[str, set[tuple[str, str]]] = {
                             ("no-root-containers", DEPLOYMENT),
                             ("image-allowed-registry", DEPLOYMENT),
                             ("image-pinned-digest", DEPLOYMENT)},
-    "cluster_admin": {("no-cluster-admin-binding", "crb-ops")},
+    "cluster_admin": {("no-cluster-admin-binding", "crb-ops"),
+                      ("rbac-least-privilege", "crb-ops")},
     "loadbalancer_service": {("service-exposure-edge-only", "svc-api")},
     "expired_workspace": {("workspace-not-expired", "ns-ws-legacy"),
                           ("workspace-quota", "ns-ws-legacy")},
     "namespace_unguarded": {("namespace-pod-security-restricted", "ns-team"),
                             ("namespace-default-deny", "ns-team")},
+    # Other teams' styles: the same requirements broken through other shapes.
+    "tls_openstack_insecure": {("provider-tls-verified", "openstack")},
+    "tls_kubeconfig_insecure": {("provider-tls-verified", "k8s-skip-verify"),
+                                ("provider-tls-verified", "k8s-plain-http")},
+    "rbac_strong_roles": {("rbac-least-privilege", name) for name in (
+        "deployer", "rbac-manager", "debugger", "node-reader", "sudo", "aggregated",
+        "wildcard-verbs", "team-owner", "read-all-secrets", "editors")},
+    "rbac_foreign_subjects": {("rbac-platform-subjects", name) for name in (
+        "everyone-views", "anonymous-views", "default-sa", "foreign-sa",
+        "workload-cluster-wide")},
+    "data_routed": {("data-tier-no-external-route", "uplink"),
+                    ("data-tier-no-external-route", "store-1"),
+                    ("data-tier-no-external-route", "store")},
+    "data_exposed": {("data-tier-peers-only", "db"), ("data-tier-peers-only", "db-world"),
+                     ("data-tier-peers-only", "db-from-front"),
+                     ("data-tier-peers-only", "db-from-office"),
+                     ("no-world-open-ingress", "db-world"),
+                     ("floating-ip-edge-bastion-only", "db-public")},
 }
+# Programs in the same styles that meet every requirement: nothing reported at all.
+COMPLIANT = ("tls_compliant", "rbac_compliant", "data_compliant")
+# A program whose own stack config declares its tiers (citadelle:network.tiers).
+OWN_TIERS = "data_own_tiers"
 
 
 @pytest.fixture(scope="session")
@@ -87,8 +110,28 @@ def test_corpus_program_is_caught(analyzer, dev_config, program):
     assert result.exit_code == 1
 
 
+@pytest.mark.parametrize("program", COMPLIANT)
+def test_compliant_program_passes(analyzer, dev_config, program):
+    result = gate_environment("dev", program=PROGRAMS / program, policy_config=dev_config,
+                              analyzer=analyzer)
+    assert result.findings == []
+    assert result.exit_code == 0
+    assert result.resources >= 3  # really declared and gated
+
+
+def test_program_tiers_come_from_its_own_stack_config(analyzer, dev_config):
+    result = gate_environment("dev", program=PROGRAMS / OWN_TIERS, analyzer=analyzer)
+    assert {(f.rule_id, f.subject) for f in result.findings} == {
+        ("data-tier-no-external-route", "if-data"), ("data-tier-no-external-route", "sub-data")}
+    # The same program judged with dev's CIDRs: its data tier is none of dev's tiers.
+    judged_as_dev = gate_environment("dev", program=PROGRAMS / OWN_TIERS,
+                                     policy_config=dev_config, analyzer=analyzer)
+    assert judged_as_dev.findings == []
+
+
 def test_every_corpus_directory_has_an_expectation():
-    assert {p.name for p in PROGRAMS.iterdir() if p.is_dir()} - {"broken"} == set(CORPUS)
+    assert {p.name for p in PROGRAMS.iterdir() if p.is_dir()} - {"broken"} == set(CORPUS) | set(
+        COMPLIANT) | {OWN_TIERS}
 
 
 def test_broken_program_is_an_error_not_a_pass(analyzer, dev_config):
@@ -262,7 +305,9 @@ def test_every_policy_carries_its_metadata(analyzer):
     for policy in analyzer.info:
         assert policy.name == policy.name.lower() and " " not in policy.name
         assert policy.severity in ("low", "medium", "high", "critical")
-        assert policy.enforcement in ("mandatory", "remediate")
+        # One advisory policy only: it names what a preview cannot judge.
+        expected = "advisory" if policy.name == "security-inputs-known" else policy.enforcement
+        assert policy.enforcement in ("mandatory", "remediate") or expected == "advisory"
         assert policy.remediation
         assert policy.framework == "SecNumCloud" and policy.framework_version == "3.2"
 

@@ -8,6 +8,7 @@ dev's stack config, never from literals here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ def secret(value: str = SECRET_MASK) -> dict[str, str]:
     return {SIG_KEY: SECRET_SIG, "value": value}
 
 pytestmark = pytest.mark.policy
+# The one advisory policy: it names what a preview cannot judge, and passes.
+ADVISORY = "security-inputs-known"
 
 DIGEST = "@sha256:" + "0" * 63 + "1"
 
@@ -492,6 +495,266 @@ def quota_bad(b: StackBuilder) -> str | None:
     return workspace(b, "unbounded", expires="2099-12-31", approval="X-1", quota=False)
 
 
+# --------------------------------------------------------------------------- tiers by CIDR
+
+
+def cidr(b: StackBuilder, tier: str) -> str:
+    return str(b.config["data-tier-peers-only"]["tierCidrs"][tier][0])
+
+
+def untagged_tier(b: StackBuilder, name: str, tier: str) -> dict[str, Any]:
+    """A network, subnet, group and port recognised by the tier's CIDR alone (neutral names)."""
+    net = b.add("openstack:networking/network:Network", f"net-{name}", {"name": name})
+    subnet = b.add("openstack:networking/subnet:Subnet", f"subnet-{name}",
+                   {"networkId": net.id, "cidr": cidr(b, tier), "noGateway": tier == "data"})
+    group = b.add("openstack:networking/secGroup:SecGroup", f"sg-{name}",
+                  {"name": name, "deleteDefaultRules": True})
+    port = b.add("openstack:networking/port:Port", f"port-{name}",
+                 {"networkId": net.id, "fixedIps": [{"subnetId": subnet.id}],
+                  "securityGroupIds": [group.id]})
+    return {"network": net, "subnet": subnet, "group": group, "port": port}
+
+
+def data_untagged_ok(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    apps = untagged_tier(b, "apps", "app")
+    b.rule(db, "store-from-apps", 5432, group=apps["group"])
+    b.rule(db, "store-from-apps-cidr", 5432, cidr=cidr(b, "app"))
+    return None
+
+
+def data_bad_router_port(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    router = b.add("openstack:networking/router:Router", "router", {"externalNetworkId": "ext"})
+    b.add("openstack:networking/routerInterface:RouterInterface", "store-uplink",
+          {"routerId": router.id, "portId": db["port"].id})
+    return "store-uplink"
+
+
+def data_bad_mistagged_gateway(b: StackBuilder) -> str | None:
+    # Tagged "app", but its CIDR is the data tier's: the CIDR decides.
+    db = untagged_tier(b, "store", "data")
+    db["subnet"].inputs.update(noGateway=False, tags=["tier=app"])
+    return "subnet-store"
+
+
+def data_bad_external_network(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    db["network"].inputs["external"] = True
+    return "net-store"
+
+
+def data_bad_port_security_off(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    db["port"].inputs["portSecurityEnabled"] = False
+    return "port-store"
+
+
+def peers_ok(b: StackBuilder) -> str | None:
+    return data_untagged_ok(b)
+
+
+def peers_bad_world(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    b.rule(db, "store-half-internet", 5432, cidr="0.0.0.0/1")
+    return "store-half-internet"
+
+
+def peers_bad_foreign_cidr(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    b.rule(db, "store-from-office", 5432, cidr="172.16.8.0/24")
+    return "store-from-office"
+
+
+def peers_bad_edge_group(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    front = untagged_tier(b, "front", "edge")
+    b.rule(db, "store-from-front", 5432, group=front["group"])
+    return "store-from-front"
+
+
+def peers_bad_default_egress(b: StackBuilder) -> str | None:
+    db = untagged_tier(b, "store", "data")
+    db["group"].inputs["deleteDefaultRules"] = False
+    return "sg-store"
+
+
+def floating_bad_fixed_ip(b: StackBuilder) -> str | None:
+    untagged_tier(b, "store", "data")
+    address = cidr(b, "data").split("/")[0].rsplit(".", 1)[0] + ".10"
+    b.add("openstack:networking/floatingIp:FloatingIp", "store-fip",
+          {"pool": "ext", "fixedIp": address, "portId": "port-elsewhere"})
+    return "store-fip"
+
+
+# --------------------------------------------------------------------------- provider TLS
+
+
+def kubeconfig(cluster: dict[str, Any]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Config",
+                       "clusters": [{"name": "c", "cluster": cluster}]})
+
+
+def tls_ok(b: StackBuilder) -> str | None:
+    b.provider.inputs.update(insecure="false", cacertFile="/etc/ssl/certs/ca.pem")
+    b.add("pulumi:providers:kubernetes", "k8s", {"kubeconfig": kubeconfig(
+        {"server": "https://api.citadelle.internal:6443",
+         "certificate-authority": "/etc/ssl/certs/k8s-ca.pem"})}, provider=None)
+    return None
+
+
+def tls_bad_insecure(b: StackBuilder) -> str | None:
+    b.provider.inputs["insecure"] = "true"
+    return "openstack"
+
+
+def tls_bad_http_override(b: StackBuilder) -> str | None:
+    b.provider.inputs["endpointOverrides"] = json.dumps(
+        {"volumev3": "http://volume.fr-par-1.snc.ovhcloud.com/v3"})
+    return "openstack"
+
+
+def tls_bad_empty_ca(b: StackBuilder) -> str | None:
+    b.provider.inputs["cacertFile"] = "/dev/null"
+    return "openstack"
+
+
+def tls_bad_kubeconfig_skip_verify(b: StackBuilder) -> str | None:
+    b.add("pulumi:providers:kubernetes", "k8s", {"kubeconfig": kubeconfig(
+        {"server": "https://api.citadelle.internal:6443", "insecure-skip-tls-verify": True})},
+        provider=None)
+    return "k8s"
+
+
+def tls_bad_no_kubeconfig(b: StackBuilder) -> str | None:
+    b.add("pulumi:providers:kubernetes", "k8s", {}, provider=None)
+    return "k8s"
+
+
+def tls_bad_other_provider(b: StackBuilder) -> str | None:
+    b.add("pulumi:providers:vault", "vault", {"address": "https://vault.citadelle.internal",
+                                              "skipTlsVerify": "true"}, provider=None)
+    return "vault"
+
+
+# --------------------------------------------------------------------------- RBAC
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def role(b: StackBuilder, name: str, rules: list[dict[str, Any]], *, kind: str = "ClusterRole",
+         namespace: str | None = None, **body: Any) -> None:
+    b.k8s(RBAC, kind, name, {"rules": rules, **body}, namespace=namespace)
+
+
+def binding(b: StackBuilder, name: str, role_name: str, subjects: list[dict[str, Any]], *,
+            kind: str = "ClusterRoleBinding", namespace: str | None = None,
+            role_kind: str = "ClusterRole") -> None:
+    b.k8s(RBAC, kind, name, {"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                         "kind": role_kind, "name": role_name},
+                             "subjects": subjects}, namespace=namespace)
+
+
+GROUP_SUBJECT = {"kind": "Group", "name": "platform-operators",
+                 "apiGroup": "rbac.authorization.k8s.io"}
+READ_PODS = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def rbac_ok(b: StackBuilder) -> str | None:
+    role(b, "reader", READ_PODS)
+    binding(b, "readers", "reader", [GROUP_SUBJECT])
+    role(b, "config", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+         kind="Role", namespace="team")
+    binding(b, "config", "config", [GROUP_SUBJECT, {"kind": "ServiceAccount", "name": "api",
+                                                    "namespace": "team"}],
+            kind="RoleBinding", namespace="team", role_kind="Role")
+    return None
+
+
+def rbac_bad_wildcard(b: StackBuilder) -> str | None:
+    role(b, "owner", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}], kind="Role",
+         namespace="team")
+    return "role-owner"
+
+
+def rbac_bad_escalate(b: StackBuilder) -> str | None:
+    role(b, "granter", [{"apiGroups": ["rbac.authorization.k8s.io"],
+                         "resources": ["clusterroles"], "verbs": ["bind", "escalate"]}])
+    return "clusterrole-granter"
+
+
+def rbac_bad_exec(b: StackBuilder) -> str | None:
+    role(b, "shell", [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}])
+    return "clusterrole-shell"
+
+
+def rbac_bad_aggregation(b: StackBuilder) -> str | None:
+    role(b, "gathered", [], aggregationRule={
+        "clusterRoleSelectors": [{"matchLabels": {"team": "x"}}]})
+    return "clusterrole-gathered"
+
+
+def rbac_bad_cluster_secrets(b: StackBuilder) -> str | None:
+    role(b, "secrets", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}])
+    binding(b, "all-secrets", "secrets", [GROUP_SUBJECT])
+    return "clusterrolebinding-all-secrets"
+
+
+def rbac_bad_builtin_admin(b: StackBuilder) -> str | None:
+    binding(b, "team-admin", "admin", [GROUP_SUBJECT], kind="RoleBinding", namespace="team")
+    return "rolebinding-team-admin"
+
+
+def subjects_ok(b: StackBuilder) -> str | None:
+    return rbac_ok(b)
+
+
+def subjects_bad_authenticated(b: StackBuilder) -> str | None:
+    binding(b, "all", "view", [{"kind": "Group", "name": "system:authenticated"}])
+    return "clusterrolebinding-all"
+
+
+def subjects_bad_unauthenticated(b: StackBuilder) -> str | None:
+    binding(b, "anon", "view", [{"kind": "Group", "name": "system:unauthenticated"}],
+            kind="RoleBinding", namespace="team")
+    return "rolebinding-anon"
+
+
+def subjects_bad_default_sa(b: StackBuilder) -> str | None:
+    binding(b, "dflt", "view", [{"kind": "ServiceAccount", "name": "default",
+                                 "namespace": "team"}], kind="RoleBinding", namespace="team")
+    return "rolebinding-dflt"
+
+
+def subjects_bad_foreign_sa(b: StackBuilder) -> str | None:
+    binding(b, "ci", "view", [{"kind": "ServiceAccount", "name": "ci", "namespace": "build"}],
+            kind="RoleBinding", namespace="team")
+    return "rolebinding-ci"
+
+
+# --------------------------------------------------------------------------- unknown at preview
+
+
+def known_ok(b: StackBuilder) -> str | None:
+    b.rule(b.tier("app"), "app-from-edge", 8443, group=b.tier("edge")["group"])
+    return None
+
+
+def known_bad_rule_peer(b: StackBuilder) -> str | None:
+    data = b.tier("data")
+    b.add("openstack:networking/secGroupRule:SecGroupRule", "data-from-later",
+          {"direction": "ingress", "protocol": "tcp", "portRangeMin": 5432.0,
+           "portRangeMax": 5432.0, "remoteIpPrefix": UNKNOWN,
+           "securityGroupId": data["group"].id})
+    return "data-from-later"
+
+
+def known_bad_kubeconfig_path(b: StackBuilder) -> str | None:
+    b.add("pulumi:providers:kubernetes", "k8s", {"kubeconfig": "~/.kube/config"},
+          provider=None)
+    return "k8s"
+
+
 CASES: list[tuple[str, Case]] = [
     ("eu-region-allow-list", region_ok),
     ("eu-region-allow-list", region_bad_provider),
@@ -517,6 +780,39 @@ CASES: list[tuple[str, Case]] = [
     ("data-tier-no-external-route", data_ok),
     ("data-tier-no-external-route", data_bad_interface),
     ("data-tier-no-external-route", data_bad_gateway),
+    ("data-tier-no-external-route", data_untagged_ok),
+    ("data-tier-no-external-route", data_bad_router_port),
+    ("data-tier-no-external-route", data_bad_mistagged_gateway),
+    ("data-tier-no-external-route", data_bad_external_network),
+    ("data-tier-no-external-route", data_bad_port_security_off),
+    ("data-tier-peers-only", peers_ok),
+    ("data-tier-peers-only", peers_bad_world),
+    ("data-tier-peers-only", peers_bad_foreign_cidr),
+    ("data-tier-peers-only", peers_bad_edge_group),
+    ("data-tier-peers-only", peers_bad_default_egress),
+    ("floating-ip-edge-bastion-only", floating_bad_fixed_ip),
+    ("provider-tls-verified", tls_ok),
+    ("provider-tls-verified", tls_bad_insecure),
+    ("provider-tls-verified", tls_bad_http_override),
+    ("provider-tls-verified", tls_bad_empty_ca),
+    ("provider-tls-verified", tls_bad_kubeconfig_skip_verify),
+    ("provider-tls-verified", tls_bad_no_kubeconfig),
+    ("provider-tls-verified", tls_bad_other_provider),
+    ("rbac-least-privilege", rbac_ok),
+    ("rbac-least-privilege", rbac_bad_wildcard),
+    ("rbac-least-privilege", rbac_bad_escalate),
+    ("rbac-least-privilege", rbac_bad_exec),
+    ("rbac-least-privilege", rbac_bad_aggregation),
+    ("rbac-least-privilege", rbac_bad_cluster_secrets),
+    ("rbac-least-privilege", rbac_bad_builtin_admin),
+    ("rbac-platform-subjects", subjects_ok),
+    ("rbac-platform-subjects", subjects_bad_authenticated),
+    ("rbac-platform-subjects", subjects_bad_unauthenticated),
+    ("rbac-platform-subjects", subjects_bad_default_sa),
+    ("rbac-platform-subjects", subjects_bad_foreign_sa),
+    ("security-inputs-known", known_ok),
+    ("security-inputs-known", known_bad_rule_peer),
+    ("security-inputs-known", known_bad_kubeconfig_path),
     ("barbican-payload-secret", payload_ok),
     ("barbican-payload-secret", payload_bad),
     ("barbican-key-protection", payload_ok),
@@ -573,6 +869,9 @@ def test_policy_case(analyzer, stack, policy, case):
     flagged = sorted({f.subject for f in result.findings if f.rule_id == policy})
     if expected is None:
         assert flagged == []
+    elif policy == ADVISORY:
+        assert flagged == [expected]
+        assert all(not f.blocking for f in result.findings if f.rule_id == policy)
     else:
         assert flagged == [expected]
         assert result.exit_code == 1
@@ -585,3 +884,48 @@ def test_every_policy_has_compliant_and_violating_cases(analyzer):
     violating = {p for p, c in CASES if "_bad" in c.__name__}
     assert compliant == names
     assert violating == names
+
+
+def test_unknown_input_skips_one_resource_not_the_stack(analyzer, stack):
+    # During a preview one rule's peer is unknown: it is named (advisory), never flagged as a
+    # violation, and the stack policies still judge every other resource.
+    known_bad_rule_peer(stack)
+    data = {"group": next(r for r in stack.resources if r.name == "sg-data")}
+    stack.rule(data, "data-world", 5432, cidr="0.0.0.0/0")
+    result = run_gate(stack.recording(), analyzer, stack.config)
+    blocking = {(f.rule_id, f.subject) for f in result.findings if f.blocking}
+    assert ("no-world-open-ingress", "data-world") in blocking
+    assert ("data-tier-peers-only", "data-world") in blocking
+    assert not any(subject == "data-from-later" for _, subject in blocking)
+    assert [(f.rule_id, f.blocking) for f in result.findings if f.subject == "data-from-later"] \
+        == [(ADVISORY, False)]
+
+
+@pytest.mark.parametrize(("type_token", "body", "expected"), [
+    # Another API version, a List and a Patch of the same kinds: judged as the kinds are.
+    ("kubernetes:apps/v1beta2:Deployment", "privileged", "deployment-v1beta2"),
+    ("kubernetes:apps/v1:DeploymentList", "privileged", "deploymentlist"),
+    ("kubernetes:apps/v1:DeploymentPatch", "privileged", "deploymentpatch"),
+    ("kubernetes:core/v1:PodTemplate", "privileged", "podtemplate"),
+    # A patch that only changes the image leaves the rest as it is: nothing to judge there.
+    ("kubernetes:apps/v1:DeploymentPatch", "image-only", None),
+])
+def test_workload_shapes_are_judged_by_kind(analyzer, stack, type_token, body, expected):
+    container: dict[str, Any] = {"name": "api", "image": f"{registry(stack)}/api{DIGEST}"}
+    if body == "privileged":
+        container["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": False,
+                                        "runAsNonRoot": True, "runAsUser": 10001}
+    kind = type_token.rsplit(":", 1)[1].removesuffix("Patch").removesuffix("List")
+    template = {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [container]}}
+    obj: dict[str, Any] = {"apiVersion": "apps/v1", "kind": kind,
+                           "metadata": {"name": "api", "namespace": "team"}}
+    obj.update({"template": template} if kind == "PodTemplate"
+               else {"spec": {"template": template}})
+    inputs = {"items": [obj]} if type_token.endswith("List") else obj
+    name = expected or "deploymentpatch"
+    stack.add(type_token, name, inputs, provider=None)
+    result = run_gate(stack.recording(), analyzer, stack.config)
+    flagged = sorted({f.subject for f in result.findings
+                      if f.rule_id == "no-privileged-containers"})
+    assert flagged == ([expected] if expected else [])
+    assert not [f for f in result.findings if f.rule_id == "no-root-containers"]

@@ -94,14 +94,63 @@ def test_self_contained_without_script(rendered):
         assert forbidden not in text
 
 
-def test_screenshot_is_kept_as_an_artefact(rendered, tmp_path: Path):
-    _, html_path = rendered
+def screenshot(html_path: Path, tmp_path: Path, name: str, height: int) -> bytes:
+    """A PNG of the page, ``height`` pixels tall, kept in artifacts/ for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report-dev.png"
+    shot = ARTIFACTS / name
     shot.unlink(missing_ok=True)
-    proc = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2400",
+    proc = chromium(tmp_path, f"--screenshot={shot}", f"--window-size=1400,{height}",
                     html_path.as_uri())
     assert proc.returncode == 0, proc.stderr[-500:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return data
+
+
+def test_screenshot_is_kept_as_an_artefact(rendered, tmp_path: Path):
+    _, html_path = rendered
+    data = screenshot(html_path, tmp_path, "report-dev.png", 2400)
     assert len(data) > 20_000  # a rendered page, not a blank canvas
+
+
+class RowsParser(HTMLParser):
+    """Reads the requirement rows: (kind-id) -> (data-status, data-layers, status cell class)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, tuple[str, str, str]] = {}
+        self._row: tuple[str, str, str] | None = None
+        self._id = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "tr" and attributes.get("data-status"):
+            self._id = str(attributes.get("id"))
+            self._row = (str(attributes["data-status"]), str(attributes.get("data-layers")), "")
+        elif tag == "td" and self._row and "status" in (attributes.get("class") or ""):
+            self.rows[self._id] = (*self._row[:2], str(attributes["class"]))
+            self._row = None
+
+
+def test_rows_carry_status_colour_and_evidence_layers(rendered, tmp_path: Path):
+    report, html_path = rendered
+    proc = chromium(tmp_path, "--dump-dom", html_path.as_uri())
+    assert proc.returncode == 0, proc.stderr[-500:]
+    parser = RowsParser()
+    parser.feed(proc.stdout)
+    for kind, rows in (("snc", report.snc), ("bp028", report.bp028)):
+        for row in rows:
+            slug = row.evidence.status.replace(" ", "-")
+            assert parser.rows[f"{kind}-{row.id}"] == (
+                slug, " ".join(row.evidence.layers), f"status s-{slug}")
+    text = html_path.read_text()
+    # Every status has its colour in the stylesheet, so the screenshot tells them apart.
+    for status in STATUSES:
+        assert f".s-{status.replace(' ', '-')}{{color:" in text
+
+
+def test_screenshot_of_the_requirement_rows(rendered, tmp_path: Path):
+    _, html_path = rendered
+    # Tall enough to reach past the totals into the requirement rows and their colours.
+    data = screenshot(html_path, tmp_path, "report-dev-requirements.png", 6000)
+    assert len(data) > 100_000

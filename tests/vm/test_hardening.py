@@ -19,16 +19,16 @@ import yaml
 
 from citadelle.deploy import harden
 from citadelle.lab import Lab, LabInventory
-from citadelle.lab.target import lab_harden_vars
+from citadelle.lab.target import lab_role_vars
 from citadelle.paths import PLAYBOOKS_DIR, ROLES_DIR
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
 # The clones of the session converge: HARDENED_CLONES in tests/conftest.py.
-CLONES = {"hd-bastion": "bastion", "hd-gateway": "gateway", "hd-node": "node"}
+CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
 HOSTS = sorted(CLONES)
 LEVELS = ["minimal", "intermediary", "enhanced", "high"]
-LAB_VARS = lab_harden_vars()
+LAB_VARS = lab_role_vars()
 
 
 def role_vars(role: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def test_password_login_is_not_offered(hardened: Hardened, host: str) -> None:
 @pytest.mark.bp028("R79")
 def test_invalid_sshd_option_is_refused_and_sshd_keeps_serving(hardened: Hardened,
                                                                tmp_path: Path) -> None:
-    host = "hd-gateway"
+    host = "gw"
     config = SSH["bp028_ssh_config_file"]
     before = hardened.root(host, f"sha256sum {config}")
     bad = harden.run_playbook(
@@ -204,14 +204,14 @@ def test_boot_parameters_are_written_for_grub(hardened: Hardened, host: str) -> 
 
 @pytest.mark.parametrize("module", KERNEL["bp028_kernel_modules_blacklist"][:4])
 def test_unused_modules_cannot_load(hardened: Hardened, module: str) -> None:
-    out = hardened.root("hd-node", f"modprobe -n -v {module} 2>&1 || true")
+    out = hardened.root("node1", f"modprobe -n -v {module} 2>&1 || true")
     assert f"install {KERNEL['bp028_kernel_false_binary']}" in out
 
 
 @pytest.mark.bp028("R28")
 @pytest.mark.parametrize("path", [m["path"] for m in FILESYSTEM["bp028_filesystem_mounts"]])
 def test_mount_options(hardened: Hardened, path: str) -> None:
-    options = hardened.host("hd-node").mount_point(path).options
+    options = hardened.host("node1").mount_point(path).options
     assert {"nodev", "nosuid", "noexec"} <= set(options)
 
 
@@ -219,7 +219,7 @@ def test_mount_options(hardened: Hardened, path: str) -> None:
 @pytest.mark.parametrize("entry", FILESYSTEM["bp028_filesystem_permissions"],
                          ids=[e["path"] for e in FILESYSTEM["bp028_filesystem_permissions"]])
 def test_sensitive_file_permissions(hardened: Hardened, entry: dict[str, str]) -> None:
-    out = hardened.root("hd-node", f"stat -c '%U %G %a' {entry['path']}").split()
+    out = hardened.root("node1", f"stat -c '%U %G %a' {entry['path']}").split()
     assert out == [entry["owner"], entry["group"], entry["mode"].lstrip("0")]
 
 
@@ -314,12 +314,12 @@ def test_tcp_forwarding_only_on_the_bastion(hardened: Hardened, host: str) -> No
                                               ("common-password", "pam_pwhistory.so")])
 def test_pam_stack_locks_out_and_checks_quality(hardened: Hardened, file: str,
                                                 module: str) -> None:
-    assert module in hardened.host("hd-node").file(f"/etc/pam.d/{file}").content_string
+    assert module in hardened.host("node1").file(f"/etc/pam.d/{file}").content_string
 
 
 @pytest.mark.bp028("R31")
 def test_lockout_policy(hardened: Hardened) -> None:
-    text = hardened.host("hd-node").file("/etc/security/faillock.conf").content_string
+    text = hardened.host("node1").file("/etc/security/faillock.conf").content_string
     assert f"deny = {ACCOUNTS['bp028_accounts_faillock_deny']}" in text
     assert "even_deny_root" in text
 

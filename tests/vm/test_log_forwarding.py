@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from citadelle.lab.collector import PORT, Collector
 
 # The clones of the session converge: HARDENED_CLONES in tests/conftest.py.
-HOSTS = ["hd-bastion", "hd-gateway", "hd-node"]
+HOSTS = ["bastion", "gw", "node1"]
 # The upload retries every 30 s (the role's RestartSec) while the collector is unreachable.
 DELIVERY_TIMEOUT_S = 150.0
 REQUEST = b"POST /upload HTTP/1.1\r\nHost: collector\r\nContent-Length: 0\r\n\r\n"
@@ -96,7 +96,7 @@ def _lab_client_context(collector: Collector) -> ssl.SSLContext:
 def _foreign_identity(directory: Path) -> tuple[Path, Path]:
     """A self-signed client certificate: right shape, wrong CA."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hd-node")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -82,10 +82,12 @@ def _seed_networks(net: Any, recording: Recording, seeded: Seeded, public_id: st
             name=r.inputs["name"], port_security_enabled=r.inputs.get("portSecurityEnabled", True)
         ).id)  # fmt: skip
     for r in _of(recording, "Subnet"):
+        # A subnet declared without gateway (the data tier) is seeded without one, as declared.
+        no_gateway = {"gateway_ip": None} if r.inputs.get("noGateway") else {}
         _record(seeded, r, net.create_subnet(
             name=r.inputs["name"], network_id=seeded.ids[r.inputs["networkId"]],
             cidr=r.inputs["cidr"], ip_version=4, is_dhcp_enabled=False,
-            dns_nameservers=r.inputs.get("dnsNameservers", []),
+            dns_nameservers=r.inputs.get("dnsNameservers", []), **no_gateway,
         ).id)  # fmt: skip
     for r in _of(recording, "Router"):
         gateway = {"network_id": public_id} if r.inputs.get("externalNetworkId") else None
