@@ -202,6 +202,10 @@ def switched(root: Path, run_dir: Path, source: Source, member: Any) -> dict[str
     second = migrate(root, "sync", run_dir, "--workspace", WS, check=0)
     held = [n for n in destination_hashes(member) if n.startswith(".citadelle-quarantine/")]
     verify = migrate(root, "verify", run_dir, "--workspace", WS, check=0)
+    before = (run_dir / "workspaces" / WS / "state.json").read_bytes()
+    dry = migrate(root, "cutover", run_dir, "--workspace", WS, "--dry-run", check=0)
+    assert dry.stdout.count("would run") == 5 and "preflight passes" in dry.stdout
+    assert (run_dir / "workspaces" / WS / "state.json").read_bytes() == before
     started = time.monotonic()
     cutover = migrate(root, "cutover", run_dir, "--workspace", WS, check=0)
     seconds = time.monotonic() - started
