@@ -93,7 +93,7 @@ def _inventory(args: argparse.Namespace) -> int:
     containers = tuple(args.containers or ctx.source.containers)
     started = time.monotonic()
     result, read = inventory.source_inventory(ctx.source, ctx.environment, ctx.manifest_path,
-                                              containers)
+                                              containers, ctx.tuning.checkers)
     totals = result["totals"]
     print(f"inventory of {ctx.source.url} ({', '.join(containers)}): {totals['objects']} "
           f"objects, {totals['bytes']} bytes ({read} read now, {totals['objects'] - read} "
@@ -250,7 +250,8 @@ def _verify(args: argparse.Namespace) -> int:
     started = manifest.now()
     shutil.copyfile(args.manifest or ctx.manifest_path, run / "source-manifest.json")
     readback = inventory.destination_readback(ctx.destination, ctx.environment,
-                                              run / "destination-manifest.json")
+                                              run / "destination-manifest.json",
+                                              ctx.tuning.checkers)
     result = manifest.compare(manifest.entries(data), manifest.entries(readback))
     copy = _latest_copy(ctx) or {}
     body = {

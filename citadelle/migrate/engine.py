@@ -70,7 +70,9 @@ def copy_args(ctx: MigrationContext, container: str, files_from: Path, log: Path
     tuning = ctx.tuning
     args = [
         "copy", f"src:{container}", f"dst:{ctx.destination.container}/{container}",
-        "--files-from-raw", str(files_from), "--no-traverse",
+        # The shard's list; both sides are listed (one request per 1000 objects) rather than
+        # probed object by object (--no-traverse: a request per object on each side).
+        "--files-from-raw", str(files_from),
         # Hashes compared where both sides have one (MD5), never modification times alone.
         "--checksum",
         "--transfers", str(tuning.transfers), "--checkers", str(tuning.checkers),

@@ -1,8 +1,9 @@
 """Read every object of one side, hashing it while reading (SHA-256, through OpenSSL).
 
 The source is read through the Azure Blob API (azure-storage-blob), the destination back through
-Swift (openstacksdk), both with TLS verified. Hashing runs in worker threads: hashlib releases
-the GIL on large buffers, so reading and hashing overlap.
+Swift (openstacksdk), both with TLS verified. Reads run in as many threads as the
+engine's ``checkers``: most objects are small, so request latency, not hashing, sets the pace;
+hashlib releases the GIL on large buffers, so reading and hashing overlap.
 
 The source inventory is resumable: each hashed object is appended to ``<manifest>.partial`` as a
 JSON line; a rerun keeps the lines whose object still has the same ETag and reads the rest.
@@ -29,7 +30,6 @@ from citadelle.migrate.context import DestinationAccess, SourceAccess
 from citadelle.migrate.manifest import Entry
 
 CHUNK = 4 << 20
-WORKERS = 4
 
 
 class Progress:
@@ -114,7 +114,7 @@ def list_source(source: SourceAccess, containers: Iterable[str]) -> list[tuple[s
 
 
 def source_inventory(source: SourceAccess, environment: str, path: Path,
-                     containers: Iterable[str]) -> tuple[dict[str, Any], int]:
+                     containers: Iterable[str], workers: int) -> tuple[dict[str, Any], int]:
     """Hash every source object into the manifest at ``path``; returns it and how many objects
     this run read (the others came from the resumable partial file)."""
     from azure.core.exceptions import AzureError  # noqa: PLC0415
@@ -163,7 +163,7 @@ def source_inventory(source: SourceAccess, environment: str, path: Path,
             progress.add(size)
         return entry
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         fresh = list(pool.map(read, todo))
     result = manifest.build(environment, "source", source.url, containers,
                             [*kept.values(), *fresh])
@@ -213,7 +213,7 @@ def _list_destination(store: Any, url: str) -> list[dict[str, Any]]:
 
 
 def destination_readback(destination: DestinationAccess, environment: str,
-                         path: Path) -> dict[str, Any]:
+                         path: Path, workers: int) -> dict[str, Any]:
     """Read every object of the destination container back; its manifest at ``path``."""
     store, url = destination_session(destination)
     listed = _list_destination(store, url)
@@ -231,7 +231,7 @@ def destination_readback(destination: DestinationAccess, environment: str,
                      etag=response.headers.get("Etag"),
                      last_modified=str(item.get("last_modified")))
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         readback = list(pool.map(read, listed))
     result = manifest.build(environment, "destination", url, [destination.container], readback)
     manifest.write(path, result)
