@@ -82,7 +82,7 @@ def verify(ws: Workspace, state: WorkspaceState) -> tuple[bool, Path, dict[str, 
                      last_modified=str(item.get("last_modified")))
 
     listed = [o for o in destination_listing(ws) if not o["name"].startswith(QUARANTINE)]
-    with ThreadPoolExecutor(max_workers=inventory.WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=ws.ctx.tuning.checkers) as pool:
         sources = dict(zip(synced, pool.map(read_source, synced), strict=True))
         destinations = list(pool.map(read_destination, listed))
     since = sorted(k for k, e in sources.items() if e is None)
