@@ -69,7 +69,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "sourceContainers": [SOURCE_CONTAINER], "targetContainer": f"ws-{WS}",
         "window": {"start": start.isoformat(),
                    "end": (start + datetime.timedelta(days=2)).isoformat()},
-        "freezeBudgetSeconds": 60, "rollbackRetentionDays": 30, "maxLagObjects": 200}
+        "freezeBudgetSeconds": 60, "rollbackRetentionDays": 30, "maxLagObjects": 1000}
     # config last: the cutover appends citadelle:dataLocations under it.
     path.write_text(yaml.safe_dump({**data, "config": config}, sort_keys=False))
     return root
@@ -155,7 +155,7 @@ class Writer:
             else:
                 self.acknowledged[name] = sha(data)
                 self.acked_at.append(time.time())
-            time.sleep(0.05)
+            time.sleep(0.2)  # about 5 writes a second, the pace of a busy project
 
 
 def state(run_dir: Path) -> dict[str, Any]:
@@ -202,6 +202,8 @@ def switched(root: Path, run_dir: Path, source: Source, member: Any) -> dict[str
     second = migrate(root, "sync", run_dir, "--workspace", WS, check=0)
     held = [n for n in destination_hashes(member) if n.startswith(".citadelle-quarantine/")]
     verify = migrate(root, "verify", run_dir, "--workspace", WS, check=0)
+    # The writer goes on: a last pass of the double run just before the cutover.
+    migrate(root, "sync", run_dir, "--workspace", WS, check=0)
     before = (run_dir / "workspaces" / WS / "state.json").read_bytes()
     dry = migrate(root, "cutover", run_dir, "--workspace", WS, "--dry-run", check=0)
     assert dry.stdout.count("would run") == 5 and "preflight passes" in dry.stdout
