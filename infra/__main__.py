@@ -14,6 +14,7 @@ import pulumi_tls as tls
 from citadelle.environment.outputs import export_keys
 from citadelle.environment.projections import host_levels
 from citadelle.environment.settings import Settings, load_settings
+from citadelle.environment.settings import Workspace as WorkspaceSettings
 from infra.components.baseline import Baseline, BaselineArgs, NamespaceQuota
 from infra.components.compute import ComputeArgs, ComputeFleet, ServerSpec
 from infra.components.edge import EdgeArgs, EdgeLoadBalancer
@@ -128,12 +129,23 @@ def declare_kubernetes(
                 object_storage_cidrs=k8s.object_storage_cidrs,
                 data_classification=settings.metadata.data_classification,
                 storage_policy=settings.storage.storage_policy,
+                source_location=_source_location(settings, w),
             ),
             opts=in_cluster,
         )
         for w in settings.workspaces
     }
     return cluster, baseline, workspaces
+
+
+def _source_location(settings: Settings, workspace: WorkspaceSettings) -> tuple[str, str] | None:
+    """The Azure endpoint and containers a migrating workspace still uses, until its switch."""
+    move, migration = workspace.migration, settings.migration
+    if move is None or migration is None:
+        return None
+    if settings.data_locations.get(workspace.id, "source") == "destination":
+        return None
+    return migration.source.url, ",".join(move.source_containers)
 
 
 def main() -> None:

@@ -436,6 +436,54 @@ _AZURE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 _BWLIMIT_RE = re.compile(r"^(off|[0-9]+(\.[0-9]+)?[KMGT]?)$")
 
 
+# The policy minimum for keeping a migrated workspace's source read-only (the way back,
+# SecNumCloud 19.1.h): a month of double hosting before the source may be deleted.
+MIN_ROLLBACK_RETENTION_DAYS = 30
+
+
+class MigrationWindow(_Model):
+    """When a workspace's cutover may run (UTC, ISO 8601)."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @model_validator(mode="after")
+    def _order(self) -> MigrationWindow:
+        """A timezone-aware window whose end follows its start."""
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window start and end need a timezone (e.g. 2027-03-01T20:00Z)")
+        if self.end <= self.start:
+            raise ValueError(f"window ends ({self.end.isoformat()}) before it starts "
+                             f"({self.start.isoformat()})")
+        return self
+
+
+class DataMigration(_Model):
+    """One workspace's (or the base datasets') move: containers, window, budgets."""
+
+    source_containers: tuple[str, ...] = Field(
+        min_length=1, description="declared migration.source containers it reads")
+    target_container: Name = Field(
+        description="storage.containers purpose, or ws-<id> (the workspace's own container)")
+    window: MigrationWindow
+    freeze_budget_seconds: int = Field(default=60, ge=1, le=3600,
+                                       description="longest acceptable write freeze")
+    rollback_retention_days: int = Field(
+        ge=1, le=3650, description=f"source kept read-only after the switch, at least "
+        f"{MIN_ROLLBACK_RETENTION_DAYS} days (SecNumCloud 19.1.h)")
+    max_lag_objects: int = Field(default=1000, ge=0,
+                                 description="cutover preflight: most objects not yet copied")
+
+    @field_validator("rollback_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        """At least the policy minimum (the way back, SecNumCloud 19.1.h)."""
+        if value < MIN_ROLLBACK_RETENTION_DAYS:
+            raise ValueError(f"rollbackRetentionDays {value} is shorter than the policy minimum "
+                             f"of {MIN_ROLLBACK_RETENTION_DAYS} days (SecNumCloud 19.1.h)")
+        return value
+
+
 class MigrationSource(_Model):
     """The Azure storage account the platform's data leaves (the SNDS copy)."""
 
@@ -479,6 +527,8 @@ class MigrationSettings(_Model):
     bandwidth_limit: str = Field(default="off", description="rclone --bwlimit per gateway")
     transfers: int = Field(default=8, ge=1, le=64)
     checkers: int = Field(default=16, ge=1, le=128)
+    base: DataMigration | None = Field(default=None,
+                                       description="the national base datasets' move (last)")
 
     @field_validator("bandwidth_limit")
     @classmethod
@@ -619,6 +669,8 @@ class Workspace(_Model):
         description="Keystone user id of the workspace's service user; default "
         "citadelle-<env>-ws-<id> (the identity team's naming convention)",
     )
+    migration: DataMigration | None = Field(
+        default=None, description="its move out of Azure (docs/migration.md)")
 
     @field_validator("members_group")
     @classmethod
@@ -652,6 +704,9 @@ class Settings(_Model):
     kubernetes: KubernetesSettings
     workspaces: tuple[Workspace, ...] = ()
     migration: MigrationSettings | None = None
+    data_locations: dict[str, Literal["source", "destination"]] = Field(
+        default_factory=dict, description="workspace id (or base) -> where its data is read "
+        "and written; set by citadelle migrate cutover and rollback")
     secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="after")
@@ -706,6 +761,44 @@ class Settings(_Model):
                 f"migration needs an object-storage endpoint for {self.environment} "
                 "(sovereignty.endpoints)"
             )
+        return self
+
+    def data_migrations(self) -> dict[str, DataMigration]:
+        """Workspace id (``base`` for the base datasets) -> its migration block."""
+        moves = {w.id: w.migration for w in self.workspaces if w.migration is not None}
+        if self.migration is not None and self.migration.base is not None:
+            moves["base"] = self.migration.base
+        return moves
+
+    @model_validator(mode="after")
+    def _data_migration_checks(self) -> Settings:
+        """Declared containers, one owner per container, locations of known moves only."""
+        moves = self.data_migrations()
+        if moves and self.migration is None:
+            raise ValueError("migration is required: workspaces migrate from its source")
+        owners: dict[str, str] = {}
+        for ident, move in moves.items():
+            # Messages start with the key path (_format_error reads it from there).
+            key = "migration.base" if ident == "base" else f"workspaces[{ident}].migration"
+            declared = self.migration.source.containers if self.migration else ()
+            for container in move.source_containers:
+                if container not in declared:
+                    raise ValueError(f"{key}.sourceContainers {container!r} is not a declared "
+                                     f"migration.source container ({', '.join(declared)})")
+            own = f"ws-{ident}"
+            if move.target_container not in (*self.storage.containers, own):
+                raise ValueError(f"{key}.targetContainer {move.target_container!r} is unknown "
+                                 f"(storage.containers: {', '.join(self.storage.containers)}, "
+                                 f"or {own})")
+            for container in (*move.source_containers, f"target:{move.target_container}"):
+                if container in owners:
+                    raise ValueError(f"{key} shares the container "
+                                     f"{container.removeprefix('target:')!r} with "
+                                     f"{owners[container]}: one workspace per container")
+                owners[container] = ident
+        for ident in self.data_locations:
+            if ident not in moves:
+                raise ValueError(f"dataLocations {ident!r} has no migration block")
         return self
 
     @model_validator(mode="after")

@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -56,6 +56,9 @@ from citadelle.environment.projections import host_levels
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
 from citadelle.plan.analyzer import PolicyAnalyzer, PolicyInfo
+
+if TYPE_CHECKING:
+    from citadelle.migrate.custody import Custody
 
 LEVELS: tuple[str, ...] = ("minimal", "intermediary", "enhanced", "high")
 # The same checks run on one unhardened clone: what passes there proves nothing of the roles.
@@ -274,6 +277,8 @@ class Report:
     chapter_titles: dict[str, str]
     # The latest verified data transfer of the environment (and of its lab rehearsal).
     migration: list[MigrationEvidence] = field(default_factory=list)
+    # Per migrating workspace: its chain of custody (citadelle.migrate.custody).
+    custody: list[Custody] = field(default_factory=list)
 
     def totals(self, rows: Sequence[Row]) -> dict[str, Counter[str]]:
         totals: dict[str, Counter[str]] = {}
@@ -474,9 +479,13 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
     chapters = {sid: str(s["title"]) for sid, s in sections.items() if s["level"] == "chapter"}
     migration = migration_evidence(env)
     sources += [m.path for m in migration]
+    from citadelle.migrate.custody import custody  # noqa: PLC0415
+
+    chain = custody(env, paths.RUNS_DIR)
+    sources += [c.folder for c in chain]
     return Report(env=env, generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                   run=run, run_target=target or "none", sources=sources, snc=snc_rows,
-                  bp028=bp_rows, chapter_titles=chapters, migration=migration)
+                  bp028=bp_rows, chapter_titles=chapters, migration=migration, custody=chain)
 
 
 def _migration_cells(m: MigrationEvidence) -> list[str]:
@@ -623,7 +632,25 @@ def render_html(report: Report) -> str:
         _rows_html(report.bp028, "bp028", "Node roles"),
         "<h2>Data migration (SecNumCloud 19.2, 10.1): verified transfers</h2>",
         _migration_html(report.migration),
+        f"<h2>{CUSTODY_TITLE}</h2>",
+        _custody_html(report.custody),
         "</body></html>", ""])
+
+
+CUSTODY_TITLE = ("Data migration (SecNumCloud 19.1.h, 19.1.i, 19.4): chain of custody per "
+                 "workspace")
+NO_CUSTODY = "No workspace cutover (`citadelle migrate sync`) recorded yet."
+
+
+def _custody_html(chain: Sequence[Custody]) -> str:
+    if not chain:
+        return f"<p>{html.escape(NO_CUSTODY)}</p>"
+    from citadelle.migrate.custody import HEADERS  # noqa: PLC0415
+
+    head = "".join(f"<th>{h}</th>" for h in HEADERS)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row.cells)
+                   + "</tr>" for row in chain)
+    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def _migration_html(evidence: Sequence[MigrationEvidence]) -> str:
@@ -682,6 +709,14 @@ def render_markdown(report: Report) -> str:
                   for m in report.migration]
     else:
         lines.append("No verified transfer (`citadelle migrate verify`) yet.")
+    lines += ["", f"## {CUSTODY_TITLE}", ""]
+    if report.custody:
+        from citadelle.migrate.custody import HEADERS  # noqa: PLC0415
+
+        lines += ["| " + " | ".join(HEADERS) + " |", "|---" * len(HEADERS) + "|"]
+        lines += ["| " + " | ".join(_md(c) for c in row.cells) + " |" for row in report.custody]
+    else:
+        lines.append(NO_CUSTODY)
     return "\n".join(lines) + "\n"
 
 

@@ -35,7 +35,8 @@ from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 HOST = "127.0.0.1"
-PORT = 17443
+# Another checkout's lab on the same machine may hold the default port.
+PORT = int(os.environ.get("CITADELLE_LAB_SOURCE_PORT", "17443"))
 ACCOUNT = "sndslab"
 AZURITE = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
 INSTALL_HINT = "run scripts/install (npm ci installs the pinned Azurite)"

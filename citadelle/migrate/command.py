@@ -22,7 +22,7 @@ from typing import Any
 
 from citadelle.errors import CitadelleError
 from citadelle.lab.outputs import write_file
-from citadelle.migrate import engine, evidence, manifest
+from citadelle.migrate import cutover_command, engine, evidence, manifest
 from citadelle.migrate import plan as planning
 from citadelle.migrate.context import MigrationContext, read_json, resolve, safe_name
 
@@ -67,10 +67,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify = common("verify", "read every destination object back, compare size and SHA-256 "
                     "with the source manifest, write evidence")
     verify.add_argument("--manifest", type=Path, help="source manifest (default: the run's)")
+    verify.add_argument("--workspace", metavar="ID", help="verify what the double run synced "
+                        "for this workspace (citadelle.migrate.cutover)")
     verify.set_defaults(func=_verify)
     check = actions.add_parser("check-evidence", help="re-verify an evidence file")
     check.add_argument("file", type=Path, metavar="FILE")
     check.set_defaults(func=_check_evidence)
+    cutover_command.register(actions, common)
 
 
 def _context(args: argparse.Namespace) -> MigrationContext:
@@ -235,6 +238,8 @@ def _latest_copy(ctx: MigrationContext) -> dict[str, Any] | None:
 def _verify(args: argparse.Namespace) -> int:
     from citadelle.migrate import inventory  # noqa: PLC0415
 
+    if args.workspace:
+        return cutover_command.verify_workspace(args)
     ctx = _context(args)
     data = _source_manifest(ctx, args.manifest)
     if not inventory.container_exists(ctx.destination):

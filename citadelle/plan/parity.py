@@ -18,6 +18,8 @@ Names, CIDRs, sizes, flavors, zones and image names are never compared. Counts m
 for the patterns the stacks allow in ``parity:allowCounts`` (a list of fnmatch patterns over
 ``component/tier/type``, e.g. ``citadelle:compute:ComputeFleet/app/*``), set in either stack
 file; the types must still be present on both sides.
+
+``--data`` compares the data instead: two object manifests (citadelle.migrate.dataparity).
 """
 
 from __future__ import annotations
@@ -268,6 +270,12 @@ def parity(a: str, b: str) -> ParityReport:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.data:
+        from citadelle.migrate import dataparity  # noqa: PLC0415
+
+        code, data = dataparity.data_parity(args.a, args.b)
+        print(json.dumps(data, indent=2) if args.json else dataparity.render(data))
+        return code
     report = parity(args.a, args.b)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -284,4 +292,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("a", help="reference environment (or a recorded graph .json)")
     parser.add_argument("b", help="environment that must match it (or a .json)")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
+    parser.add_argument("--data", action="store_true", help="compare the object manifests "
+                        "(newest verified destination manifest of each environment, or two "
+                        "manifest .json files): key, size, SHA-256")
     parser.set_defaults(func=_handle)

@@ -56,6 +56,9 @@ class WorkspaceArgs:
     object_storage_cidrs: tuple[str, ...]
     data_classification: str
     storage_policy: str | None = None
+    # Where the workspace's data is read and written while it migrates (citadelle:dataLocations):
+    # the Azure source until its cutover switches it to the EU container.
+    source_location: tuple[str, str] | None = None
 
 
 def namespace_name(workspace_id: str) -> str:
@@ -86,7 +89,12 @@ def workspace_manifests(args: WorkspaceArgs) -> list[dict[str, Any]]:
         "citadelle.io/extractions": ",".join(args.extractions),
         "citadelle.io/storage-container": container_name(args.prefix, args.id),
         "citadelle.io/storage-endpoint": args.object_storage_url,
+        "citadelle.io/data-location": "destination",
     }
+    if args.source_location is not None:
+        annotations.update({"citadelle.io/storage-endpoint": args.source_location[0],
+                            "citadelle.io/storage-container": args.source_location[1],
+                            "citadelle.io/data-location": "source"})
     objects = restricted_namespace(ns, args.psa_version, quota=args.quota, labels=labels,
                                    annotations=annotations, dns=False)
     objects += [

@@ -75,6 +75,24 @@ def _set_project(path: str, value: Any) -> Mutation:
     return mutate
 
 
+def _move(extra_workspace: bool = False, **overrides: Any) -> Mutation:
+    """Give dev's workspace a migration block (docs/migration.md), with ``overrides``."""
+
+    def mutate(project: dict[str, Any], stack: dict[str, Any]) -> None:
+        stack["citadelle:migration"]["source"]["containers"] = ["snds", "ws-demo"]
+        block = {"sourceContainers": ["ws-demo"], "targetContainer": "ws-synthetic-demo",
+                 "window": {"start": "2030-01-01T20:00:00Z", "end": "2030-01-02T06:00:00Z"},
+                 "rollbackRetentionDays": 30, **overrides}
+        [workspace] = stack["citadelle:workspaces"]
+        workspace["migration"] = block
+        if extra_workspace:
+            stack["citadelle:workspaces"].append(
+                {**workspace, "id": "other", "migration": {**block,
+                                                           "targetContainer": "ws-other"}})
+
+    return mutate
+
+
 CASES: list[tuple[str, Mutation, list[str]]] = [
     ("non-EU region", _set("openstack.region", "us-east-1"),
      ["citadelle:openstack.region", "'us-east-1'", "allowed: fr-par-1, fr-par-2"]),
@@ -120,6 +138,23 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
      ["citadelle:volumeKek", "stored in clear", "--secret"]),
     ("even etcd quorum", _set("kubernetes.masterCount", 2),
      ["citadelle:kubernetes.masterCount", "even"]),
+    ("migration from an undeclared container", _move(sourceContainers=["ghost"]),
+     ["citadelle:workspaces[synthetic-demo].migration.sourceContainers: 'ghost' is not a "
+      "declared migration.source container"]),
+    ("migration into an unknown container", _move(targetContainer="nowhere"),
+     ["citadelle:workspaces[synthetic-demo].migration.targetContainer: 'nowhere' is unknown"]),
+    ("rollback retention under the policy minimum", _move(rollbackRetentionDays=7),
+     ["citadelle:workspaces[0].migration.rollbackRetentionDays",
+      "shorter than the policy minimum of 30 days", "19.1.h"]),
+    ("two workspaces on one container", _move(extra_workspace=True),
+     ["citadelle:workspaces[other].migration: shares the container 'ws-demo' with "
+      "synthetic-demo"]),
+    ("migration window ending before it starts",
+     _move(window={"start": "2030-01-02T00:00:00Z", "end": "2030-01-01T00:00:00Z"}),
+     ["window ends", "before it starts"]),
+    ("data location of a workspace that does not migrate",
+     _set("dataLocations", {"ghost": "destination"}),
+     ["citadelle:dataLocations: 'ghost' has no migration block"]),
 ]
 
 
