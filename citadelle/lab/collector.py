@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.outputs import write_file
+from citadelle.files import write_file
 from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR
 

@@ -7,7 +7,6 @@ outputs of an environment realised by the clones come from the lab target
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from citadelle.environment.settings import HardeningSettings
+from citadelle.files import write_file
 
 ROLES: tuple[str, ...] = ("bastion", "gateway", "node")
 ENVIRONMENT = "lab"
@@ -62,14 +62,6 @@ class LabInventory:
         return tuple(c for c in self.clones if c.role == role)
 
 
-def write_file(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` atomically, the file created with ``mode`` (never wider, even briefly)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
 
 
 def ssh_options(key: Path, control_path: str) -> dict[str, str]:

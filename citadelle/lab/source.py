@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
+from citadelle.files import write_file
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
-from citadelle.lab.outputs import write_file
 from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 

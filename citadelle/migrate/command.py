@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.outputs import write_file
+from citadelle.files import write_file
 from citadelle.migrate import cutover_command, engine, evidence, manifest
 from citadelle.migrate import plan as planning
 from citadelle.migrate.context import MigrationContext, read_json, resolve, safe_name

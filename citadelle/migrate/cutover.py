@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from citadelle import paths
 from citadelle.errors import CitadelleError
-from citadelle.lab.outputs import write_file
+from citadelle.files import write_file
 from citadelle.migrate import engine, evidence, freeze, inventory, manifest
 from citadelle.migrate.manifest import Entry
 from citadelle.migrate.state import STEPS, WorkspaceState, exclusive, now, parse, stamp

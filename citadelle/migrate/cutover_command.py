@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from citadelle.environment import Environment
-from citadelle.lab.outputs import write_file
+from citadelle.files import write_file
 from citadelle.migrate.context import MigrationContext
 from citadelle.migrate.state import WorkspaceState, exclusive
 from citadelle.paths import RUNS_DIR

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.outputs import write_file
+from citadelle.files import write_file
 from citadelle.migrate import manifest
 from citadelle.migrate.context import read_json
 

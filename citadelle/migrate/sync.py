@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from citadelle.environment.settings import DataMigration
 from citadelle.errors import CitadelleError
-from citadelle.lab.outputs import write_file
+from citadelle.files import write_file
 from citadelle.migrate import engine, inventory
 from citadelle.migrate.context import MigrationContext, read_json
 from citadelle.migrate.freeze import PROBE
