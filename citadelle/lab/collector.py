@@ -79,7 +79,8 @@ class Collector:
     """The lab's collector process and PKI under ``<lab root>/collector``."""
 
     def __init__(self, root: Path = LAB_DIR) -> None:
-        self.directory = root / "collector"
+        # Resolved: the PID markers are paths, and a lab reached through a link is the same lab.
+        self.directory = root.resolve() / "collector"
         self.pki = self.directory / "pki"
         self.journal_dir = self.directory / "journal"
         self.pid_file = self.directory / "collector.pid"

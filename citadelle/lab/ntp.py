@@ -67,7 +67,8 @@ class TimeServer:
     """The lab's NTP server process, its PID file and log under ``root/ntp``."""
 
     def __init__(self, root: Path = LAB_DIR) -> None:
-        self.directory = root / "ntp"
+        # Resolved: the PID marker is a path, and a lab reached through a link is the same lab.
+        self.directory = root.resolve() / "ntp"
         self.pid_file = self.directory / "ntp.pid"
         self.log = self.directory / "ntp.log"
 

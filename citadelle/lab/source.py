@@ -61,8 +61,9 @@ class Source:
     """Azurite's process, account and certificate under ``<lab root>/source``."""
 
     def __init__(self, root: Path = LAB_DIR) -> None:
-        self.root = root
-        self.directory = root / "source"
+        # Resolved: the PID marker is a path, and a lab reached through a link is the same lab.
+        self.root = root.resolve()
+        self.directory = self.root / "source"
         self.data = self.directory / "data"
         self.pid_file = self.directory / "azurite.pid"
         self.log = self.directory / "azurite.log"

@@ -83,3 +83,16 @@ def test_role_variables_point_at_each_host_own_files(tmp_path: Path) -> None:
         f"{tmp_path}/collector/pki/{{{{ inventory_hostname }}}}.key"
     assert variables["bp028_audit_forward_client_cert_src"].endswith(
         "/{{ inventory_hostname }}.crt")
+
+
+def test_a_lab_reached_through_a_link_is_the_same_lab(tmp_path):
+    # PID markers are paths: a deploy from a checkout whose .lab is a link must recognise the
+    # collector and NTP server the lab already runs, not try to start second ones.
+    from citadelle.lab.ntp import TimeServer
+
+    real = tmp_path / "lab"
+    real.mkdir()
+    link = tmp_path / "checkout-lab"
+    link.symlink_to(real)
+    assert Collector(link).directory == Collector(real).directory == real / "collector"
+    assert TimeServer(link).marker == TimeServer(real).marker
