@@ -236,7 +236,7 @@ def test_apparmor_and_module_lock_from_enhanced(hardened: Hardened, host: str) -
 @pytest.mark.bp028("R5")
 def test_broken_kernel_parameter_is_refused_before_any_change(hardened: Hardened,
                                                               tmp_path: Path) -> None:
-    host = "hd-node"
+    host = "node1"
     dropin = KERNEL["bp028_kernel_grub_dropin"]
     before = hardened.root(host, f"sha256sum {dropin} {KERNEL['bp028_kernel_grub_cfg']}")
     bad = harden.run_playbook(
