@@ -1,4 +1,4 @@
-"""Cryptography on the host: SSH algorithms, TLS of the log forwarding, LUKS data volumes.
+"""Cryptography on the host: SSH algorithms, TLS of the log forwarding, data volumes.
 
 SecNumCloud 3.2 10.2 (encryption of flows, ANSSI SSH/TLS guides), 10.1 (encryption at rest);
 expected algorithms are the bp028_ssh lists, the TLS files the bp028_audit ones.
@@ -103,14 +103,16 @@ def _devices(tree: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 @pytest.mark.snc("10.1")
 @pytest.mark.applies(when="citadelle_data_volume_gb")
-def test_data_volume_is_luks(target: Target, volume_gb: int) -> None:
-    tree = json.loads(target.output("lsblk -J -b -o NAME,TYPE,FSTYPE,SIZE,MOUNTPOINT"))
-    devices = list(_devices(tree["blockdevices"]))
+def test_data_volume_is_attached(target: Target, volume_gb: int) -> None:
+    """The declared data volume is there, at its size, apart from the system disk.
+
+    Its encryption is the volume type's, front-end: the hypervisor opens the LUKS container
+    and the guest sees a plain disk, so the guest cannot prove it. The gate (the volume type)
+    and the cloud audit (the type's encryption spec) carry that half of 10.1.
+    """
+    tree = json.loads(target.output("lsblk -J -b -o NAME,TYPE,SIZE,MOUNTPOINT"))
     data_disks = [d for d in tree["blockdevices"] if d["type"] == "disk"
                   and not any(c.get("mountpoint") in ("/", "/boot") for c in _devices([d]))]
-    assert data_disks, f"no data volume attached (config: {volume_gb} GiB)"
-    for disk in data_disks:
-        assert disk.get("fstype") == "crypto_LUKS" or any(
-            c.get("fstype") == "crypto_LUKS" for c in _devices(disk.get("children") or [])
-        ), f"{disk['name']} is not LUKS-encrypted"
-    assert any(d["type"] == "crypt" for d in devices), "no opened LUKS mapping"
+    sizes = sorted(int(d["size"]) for d in data_disks)
+    assert volume_gb * 2**30 in sizes, \
+        f"no {volume_gb} GiB data volume attached (disks besides the system one: {sizes})"

@@ -36,7 +36,7 @@ from citadelle.lab import Clone, Lab, LabInventory
 from citadelle.lab.collector import Collector
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
 from citadelle.lab.ntp import TimeServer
-from citadelle.lab.target import LAB_CLONES, LabTarget, lab_outputs
+from citadelle.lab.target import LAB_CLONES, LabTarget, lab_outputs, lab_volumes
 from citadelle.paths import LAB_DIR
 
 # The names the lab target gives its clones, so `citadelle deploy dev --target lab` run on the
@@ -51,13 +51,14 @@ class CloneFactory:
         self.lab = lab
         self.names: list[str] = []
 
-    def __call__(self, clones: Mapping[str, str]) -> LabInventory:
+    def __call__(self, clones: Mapping[str, str],
+                 volumes: Mapping[str, int] | None = None) -> LabInventory:
         live = {row.name for row in self.lab.status()}
         clash = sorted(live & set(clones))
         if clash:
             raise ValueError(f"clone names already in use in this session: {clash}")
         self.names.extend(clones)
-        return self.lab.up(clones)
+        return self.lab.up(clones, volumes)
 
     def close(self) -> None:
         names, self.names = self.names, []
@@ -143,7 +144,9 @@ def hardened_converge(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
     hardened = Lab(root=LAB_DIR, run_dir=tmp_path_factory.mktemp("hardened-lab"))
     factory = CloneFactory(hardened)
     try:
-        inventory = factory(HARDENED_CLONES)
+        # With the data volumes the environment gives their server groups, as the lab target.
+        inventory = factory(HARDENED_CLONES,
+                            lab_volumes(Environment.load("dev", LabTarget()), HARDENED_CLONES))
         runs = tmp_path_factory.mktemp("harden")
         # The deploy pipeline's path: the environment's inventory from the lab target.
         converged = environment_inventory(inventory.clones, runs)

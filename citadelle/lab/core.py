@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
+from citadelle.lab import volume
 from citadelle.lab.collector import Collector
 from citadelle.lab.credentials import LabCredentials, ensure_credentials
 from citadelle.lab.image import (
@@ -267,9 +268,18 @@ class Lab:
             return None
         return Clone.from_json(path.parent, json.loads(path.read_text()))
 
-    def up(self, clones: Mapping[str, str]) -> LabInventory:
-        """Restore one clone per ``name -> role`` (reusing live ones); write the outputs."""
+    def up(self, clones: Mapping[str, str],
+           volumes: Mapping[str, int] | None = None) -> LabInventory:
+        """Restore one clone per ``name -> role`` (reusing live ones); write the outputs.
+
+        ``volumes`` maps a clone name to the GiB of the encrypted data volume attached to it
+        (``citadelle.lab.volume``).
+        """
+        volumes = dict(volumes or {})
         self._validate(clones)
+        unknown = sorted(set(volumes) - set(clones))
+        if unknown:
+            raise CitadelleError(f"lab up: data volume for unknown clone {', '.join(unknown)}")
         golden = self.ensure_golden()
         with _locked(self.run_dir / "clones.lock"):
             fresh: dict[str, tuple[int, int]] = {}
@@ -278,16 +288,20 @@ class Lab:
                     existing = self._load(name)
                     if existing is not None and alive(existing.pid,
                                                           _qemu_marker(existing.directory)):
-                        if existing.role != role:
+                        wanted = (role, volumes.get(name, 0))
+                        if (existing.role, existing.data_volume_gb) != wanted:
                             raise CitadelleError(
-                                f"lab clone {name!r} is already up as {existing.role!r}; "
+                                f"lab clone {name!r} is already up as {existing.role!r} with "
+                                f"{existing.data_volume_gb} GiB of data volume, not "
+                                f"{wanted[0]!r} with {wanted[1]}; "
                                 f"run `citadelle lab down {name}` first")
                         continue
                     self._remove(name)
                     fresh[name] = self._start_clone(golden, name)
                 # Started and configured together: each clone is one busy host thread.
                 with ThreadPoolExecutor(max_workers=max(1, len(fresh))) as pool:
-                    futures = [pool.submit(self._finish_clone, name, clones[name], pid, port)
+                    futures = [pool.submit(self._finish_clone, name, clones[name], pid, port,
+                                           volumes.get(name, 0))
                                for name, (pid, port) in fresh.items()]
                     for future in futures:
                         future.result()
@@ -312,7 +326,8 @@ class Lab:
         (directory / "restore-start").write_text(f"{time.time():.3f}\n")
         return launch(args, directory / "qemu.log", directory / "pid"), port
 
-    def _finish_clone(self, name: str, role: str, pid: int, port: int) -> Clone:
+    def _finish_clone(self, name: str, role: str, pid: int, port: int,
+                      volume_gb: int) -> Clone:
         directory = self.clones_dir / name
         marker = _qemu_marker(directory)
         started = float((directory / "restore-start").read_text())
@@ -322,6 +337,14 @@ class Lab:
             # A restore with arguments that differ from the saved VM's fails here: qemu says why.
             raise CitadelleError(f"lab clone {name!r}: restore failed ({err.message}); qemu: "
                                  + console_tail(directory / "qemu.log", 2)) from None
+        if volume_gb:
+            # Attached after the restore: the saved VM had no such device (as Nova attaches).
+            volume.create_image(directory, volume_gb)
+            try:
+                volume.attach(qmp_path(directory), directory)
+            except QMPError as err:
+                raise CitadelleError(f"lab clone {name!r}: data volume not attached "
+                                     f"({err.message})") from None
         target = self._target(port)
         wait_for_ssh(target, pid, marker, directory / "console.log", RESTORE_SSH_TIMEOUT_S)
         restored = time.time() - started
@@ -337,7 +360,7 @@ class Lab:
         clone = Clone(name=name, role=role, port=port, pid=pid,
                       private_ip=addresses[-1] if addresses else "",
                       host_key_ed25519=(directory / "hostkeys" / "ssh_host_ed25519_key.pub")
-                      .read_text().strip(), directory=directory)
+                      .read_text().strip(), directory=directory, data_volume_gb=volume_gb)
         data = clone.as_json() | {"restore_to_ssh_s": round(restored, 1),
                                   "ready_s": round(time.time() - started, 1)}
         (directory / "clone.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -32,16 +32,20 @@ class Clone:
     private_ip: str
     host_key_ed25519: str
     directory: Path
+    # GiB of the encrypted data volume attached to it (citadelle.lab.volume), 0 for none.
+    data_volume_gb: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "port": self.port, "pid": self.pid,
-                "private_ip": self.private_ip, "host_key_ed25519": self.host_key_ed25519}
+                "private_ip": self.private_ip, "host_key_ed25519": self.host_key_ed25519,
+                "data_volume_gb": self.data_volume_gb}
 
     @classmethod
     def from_json(cls, directory: Path, data: dict[str, Any]) -> Clone:
         return cls(name=str(data["name"]), role=str(data["role"]), port=int(data["port"]),
                    pid=int(data["pid"]), private_ip=str(data["private_ip"]),
-                   host_key_ed25519=str(data["host_key_ed25519"]), directory=directory)
+                   host_key_ed25519=str(data["host_key_ed25519"]), directory=directory,
+                   data_volume_gb=int(data.get("data_volume_gb", 0)))
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,16 @@ def placement(env: Environment, role: str) -> tuple[str, str]:
     return ("admin", "bastion") if role == "bastion" else ("transfer", "gateway")
 
 
+def lab_volumes(env: Environment, clones: dict[str, str]) -> dict[str, int]:
+    """GiB of encrypted data volume each clone gets: its server group's ``dataVolumeGb``."""
+    compute = env.settings.compute
+    sizes = {"bastion": compute.bastion.data_volume_gb,
+             "gateway": compute.gateway.data_volume_gb,
+             **{p.name: p.data_volume_gb for p in compute.node_pools}}
+    volumes = {name: sizes[placement(env, role)[1]] for name, role in clones.items()}
+    return {name: size for name, size in volumes.items() if size}
+
+
 def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: str) \
         -> StackOutputs:
     """The stack outputs of ``env`` as the lab's clones realise them."""
@@ -104,7 +114,7 @@ class LabTarget:
     def up(self, env: Environment, log: Path) -> tuple[StackOutputs, str]:
         started = time.monotonic()
         lab = self.lab()
-        inventory = lab.up(LAB_CLONES)
+        inventory = lab.up(LAB_CLONES, lab_volumes(env, LAB_CLONES))
         outputs = lab_outputs(env, inventory.clones, lab.admin_user, lab.admin_group)
         self.outputs_file.write_text(json.dumps(outputs.to_json(), indent=2) + "\n",
                                      encoding="utf-8")
@@ -133,7 +143,8 @@ class LabTarget:
         from citadelle.deploy.inventory import write_inventory  # noqa: PLC0415
 
         lab = self.lab()
-        clone = lab.up({BASELINE_CLONE: "node"}).clone(BASELINE_CLONE)
+        clones = {BASELINE_CLONE: "node"}
+        clone = lab.up(clones, lab_volumes(env, clones)).clone(BASELINE_CLONE)
         try:
             outputs = lab_outputs(env, (clone,), lab.admin_user, lab.admin_group)
             yield write_inventory(env, outputs, self.access(env), out / "inventory.yml",

@@ -25,12 +25,12 @@ def test_not_applicable_pairs_carry_their_reason(catalogue):
     absent = {(e["check"], e["host"]): e["not_applicable"] for e in catalogue
               if e.get("not_applicable")}
     # dev's workers and bastion have no data volume; the bastion serves nothing but SSH.
-    assert absent[("test_data_volume_is_luks", "citadelle-dev-workers-1")] == \
+    assert absent[("test_data_volume_is_attached", "citadelle-dev-workers-1")] == \
         "citadelle_data_volume_gb is not set for this host"
     assert absent[("test_role_service_open_only_to_its_sources", "citadelle-dev-bastion-1")] \
         == "bp028_firewall_allowed_services is not set for this host"
     applicable = {(e["check"], e["host"]) for e in catalogue if not e.get("not_applicable")}
-    assert ("test_data_volume_is_luks", "citadelle-dev-datastore-1") in applicable
+    assert ("test_data_volume_is_attached", "citadelle-dev-datastore-1") in applicable
     assert ("test_role_service_open_only_to_its_sources", "citadelle-dev-workers-1") in applicable
     assert not applicable & set(absent)
 

@@ -76,9 +76,9 @@ def test_checks_show_their_result_on_every_host(report):
                             "citadelle-dev-workers-1": "passed"}
     luks = _row(report.snc, "10.1").evidence
     # dev's gateway and datastore pools have data volumes; the others have none.
-    assert [c.hosts for c in luks.checks if c.name.endswith("test_data_volume_is_luks")] == [
+    assert [c.hosts for c in luks.checks if c.name.endswith("test_data_volume_is_attached")] == [
         {"citadelle-dev-datastore-1": "passed", "citadelle-dev-gateway-1": "passed"}]
-    assert any(n.startswith("test_cryptography.py::test_data_volume_is_luks on "
+    assert any(n.startswith("test_cryptography.py::test_data_volume_is_attached on "
                             "citadelle-dev-workers-1: citadelle_data_volume_gb is not set")
                for n in luks.not_applicable)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -13,7 +15,8 @@ import pytest
 import yaml
 
 from citadelle.environment import Environment
-from citadelle.lab import ROLES, Lab, default_recipe, recipe_hash
+from citadelle.errors import CitadelleError
+from citadelle.lab import ROLES, Lab, default_recipe, recipe_hash, volume
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER, find_image
 from citadelle.lab.supervisor import alive
 from citadelle.lab.target import lab_outputs
@@ -107,11 +110,13 @@ def test_bad_clones_are_refused_before_any_vm_starts(clones, message, tmp_path: 
 # -- real VMs ------------------------------------------------------------------------------
 
 pair_names = {"lab-a": "bastion", "lab-b": "node"}
+# lab-b stands in for a server whose group declares a data volume (dataVolumeGb: 2).
+pair_volumes = {"lab-b": 2}
 
 
 @pytest.fixture(scope="module")
 def pair(module_lab_clones):
-    return module_lab_clones(pair_names)
+    return module_lab_clones(pair_names, pair_volumes)
 
 
 # Authentication tests must not ride on the multiplexed connection of the admin user.
@@ -208,6 +213,39 @@ def test_vmgenid_is_bound_so_clones_reseed_their_rng(pair):
     proc = _ssh(pair, "lab-b", "ls /sys/bus/acpi/drivers/vmgenid")
     assert proc.returncode == 0, proc.stderr
     assert "QEMUVGID:00" in proc.stdout.split()
+
+
+@pytest.mark.vm
+def test_data_volume_is_a_plain_disk_of_its_size_in_the_guest(pair):
+    proc = _ssh(pair, "lab-b", f"lsblk -b -dn -o SIZE,TYPE /dev/disk/by-id/virtio-{volume.SERIAL}")
+    assert proc.stdout.split() == [str(2 * 2**30), "disk"], proc.stderr
+    assert _ssh(pair, "lab-a", f"test -e /dev/disk/by-id/virtio-{volume.SERIAL}").returncode == 1
+    assert (pair.clone("lab-a").data_volume_gb, pair.clone("lab-b").data_volume_gb) == (0, 2)
+
+
+@pytest.mark.vm
+@pytest.mark.snc("10.1")
+def test_data_volume_holds_only_ciphertext_on_this_machine(lab: Lab, pair):
+    marker = secrets.token_hex(16)
+    device = f"/dev/disk/by-id/virtio-{volume.SERIAL}"
+    # Written through the page cache and flushed; read back past it (O_DIRECT wants 512 B).
+    proc = lab.ssh("lab-b", f"printf %s {marker} | dd of={device} conv=fsync status=none"
+                   f" && dd if={device} bs=512 count=1 iflag=direct status=none | head -c 32",
+                   sudo=True)
+    assert proc.stdout.strip() == marker, proc.stderr
+    image = pair.clone("lab-b").directory / volume.IMAGE
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert (info["format"], info["virtual-size"]) == ("luks", 2 * 2**30)
+    with image.open("rb") as handle:
+        assert not any(marker.encode() in chunk for chunk in iter(lambda: handle.read(2**24), b""))
+    assert (image.parent / volume.KEY).stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.vm
+def test_a_live_clone_is_not_reused_with_another_volume(lab: Lab, pair):
+    with pytest.raises(CitadelleError, match="already up as 'node' with 2 GiB of data volume"):
+        lab.up({"lab-b": "node"})
 
 
 @pytest.mark.vm
