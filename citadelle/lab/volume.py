@@ -24,6 +24,8 @@ IMAGE = "data.luks"
 KEY = "data.key"
 # The guest sees this serial in /dev/disk/by-id/virtio-<serial>.
 SERIAL = "citadelle-data"
+# QEMU's name for the secret object holding the passphrase (an identifier, not the secret).
+KEY_OBJECT = "data-key"
 # The passphrase only guards a throwaway image: spend little time on key derivation.
 ITER_TIME_MS = 100
 
@@ -50,10 +52,10 @@ def create_image(directory: Path, size_gb: int) -> Path:
 def attach(qmp: Path, directory: Path) -> None:
     """Hot-plug the clone's LUKS image as a virtio disk, opened by QEMU with its key."""
     with QMP(qmp) as session:
-        session.execute("object-add", **{"qom-type": "secret", "id": "data-key",
+        session.execute("object-add", **{"qom-type": "secret", "id": KEY_OBJECT,
                                          "file": str(directory / KEY), "format": "raw"})
         session.execute("blockdev-add", **{
-            "driver": "luks", "node-name": "data", "key-secret": "data-key",
+            "driver": "luks", "node-name": "data", "key-secret": KEY_OBJECT,
             "file": {"driver": "file", "filename": str(directory / IMAGE)}})
         session.execute("device_add", driver="virtio-blk-pci", drive="data", id="data-disk",
                         serial=SERIAL)
