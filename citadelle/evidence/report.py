@@ -213,8 +213,10 @@ def synthetic_outputs(env: Environment) -> StackOutputs:
                     for pool, role, tier in groups}})
 
 
-def check_catalogue(env: Environment, inventory: Path | None = None) -> list[dict[str, Any]]:
-    """Every check pytest collects for the environment, with its requirement ids."""
+def check_catalogue(env: Environment, inventory: Path | None = None,
+                    waiver_files: Sequence[Path] = ()) -> list[dict[str, Any]]:
+    """Every check pytest collects for the environment, with its requirement ids; with the
+    waiver files verify was given, the waivers' own expiry checks too."""
     with tempfile.TemporaryDirectory(prefix="citadelle-catalogue-") as tmp:
         if inventory is None or not inventory.is_file():
             inventory = write_inventory(env, synthetic_outputs(env), Access(),
@@ -224,7 +226,8 @@ def check_catalogue(env: Environment, inventory: Path | None = None) -> list[dic
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", str(CHECKS_DIR), "--collect-only", "-q",
              "-p", "no:cacheprovider", "--citadelle-inventory", str(inventory),
-             "--citadelle-catalogue", str(out)],
+             "--citadelle-catalogue", str(out),
+             *(arg for path in waiver_files for arg in ("--citadelle-waivers", str(path)))],
             cwd=paths.REPO_ROOT, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not out.is_file():
             last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
@@ -345,8 +348,8 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
                 baseline: Sequence[CaseResult]) -> None:
     """Each requirement's checks with their outcome on every host they apply to."""
     outcomes = _outcomes(results, key)
-    base = {name: next(iter(hosts.values())) for (_, name), hosts in _outcomes(baseline, key)
-            .items()}
+    # Per (row, check): a check parametrized over several requirements proves each one apart.
+    base = {pair: next(iter(hosts.values())) for pair, hosts in _outcomes(baseline, key).items()}
     applicable: dict[tuple[str, str], set[str]] = defaultdict(set)
     for entry in catalogue:
         name = f"{str(entry['module']).removeprefix('checks/')}::{entry['check']}"
@@ -365,7 +368,8 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
         seen = outcomes.get((row, name), {})
         per_host = {h: seen.get(h, "not run") for h in sorted(hosts)}
         evidence[row].checks.append(CheckEvidence(
-            name, per_host, base.get(name, ""), list(dict.fromkeys(waived_by.get(name, [])))))
+            name, per_host, base.get((row, name), ""),
+            list(dict.fromkeys(waived_by.get(name, [])))))
 
 
 def collect_evidence(policies: Sequence[PolicyInfo], gate: Mapping[str, str],
@@ -461,7 +465,8 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
     sources += [str(p) for p in waivers.files]
     evidence = collect_evidence(
         pack_policies() if policies is None else policies, gate,
-        check_catalogue(environment, inventory) if catalogue is None else catalogue, results,
+        check_catalogue(environment, inventory, waivers.files) if catalogue is None
+        else catalogue, results,
         waivers.waivers, baseline=baseline)
 
     snc_rows = [

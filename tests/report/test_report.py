@@ -10,9 +10,16 @@ from typing import Any
 import pytest
 
 from citadelle.cli import main
+from citadelle.deploy.verify import CaseResult
 from citadelle.deploy.waivers import bp028_reference, snc_reference
 from citadelle.environment import Environment
-from citadelle.evidence.report import LEVELS, STATUSES, build_report, render_markdown
+from citadelle.evidence.report import (
+    LEVELS,
+    STATUSES,
+    build_report,
+    collect_evidence,
+    render_markdown,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +144,24 @@ def test_cli_writes_html_and_markdown(evidence_run: Path, tmp_path: Path, capsys
     out = capsys.readouterr().out
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
     assert out.startswith("SecNumCloud 3.2: ")
+
+
+def test_baseline_is_judged_per_requirement_of_a_parametrized_check():
+    # One check, one case per requirement: stock Debian fails only the R12 case, so the check
+    # proves R12 and says nothing about R9 (the R12 failure must not vouch for R9).
+    host = "citadelle-dev-bastion-1"
+    cases = {"R9": "kernel.sysrq", "R12": "net.ipv4.ip_forward"}
+    catalogue = [{"module": "checks/test_hardening.py", "check": "test_sysctl", "host": host,
+                  "nodeid": f"checks/test_hardening.py::test_sysctl[{host}-{name}]",
+                  "requirements": [rid]} for rid, name in cases.items()]
+
+    def results(failing: str) -> list[CaseResult]:
+        return [CaseResult("checks.test_hardening", f"test_sysctl[{host}-{name}]", host, (rid,),
+                           "failed" if rid == failing else "passed")
+                for rid, name in cases.items()]
+
+    evidence = collect_evidence([], {}, catalogue, results(failing=""), [],
+                                baseline=results(failing="R12"), partial={})
+    assert evidence["R12"].verdict == ("met", "")
+    assert evidence["R9"].verdict[0] == "partially met"
+    assert "unhardened Debian" in evidence["R9"].verdict[1]
