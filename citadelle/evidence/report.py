@@ -349,7 +349,9 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
     """Each requirement's checks with their outcome on every host they apply to."""
     outcomes = _outcomes(results, key)
     # Per (row, check): a check parametrized over several requirements proves each one apart.
-    base = {pair: next(iter(hosts.values())) for pair, hosts in _outcomes(baseline, key).items()}
+    # Only host checks: a check that needs no host (a waiver's expiry) says nothing of a host.
+    base = {pair: next(iter(hosts.values()))
+            for pair, hosts in _outcomes([r for r in baseline if r.host], key).items()}
     applicable: dict[tuple[str, str], set[str]] = defaultdict(set)
     for entry in catalogue:
         name = f"{str(entry['module']).removeprefix('checks/')}::{entry['check']}"

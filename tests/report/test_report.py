@@ -165,3 +165,15 @@ def test_baseline_is_judged_per_requirement_of_a_parametrized_check():
     assert evidence["R12"].verdict == ("met", "")
     assert evidence["R9"].verdict[0] == "partially met"
     assert "unhardened Debian" in evidence["R9"].verdict[1]
+
+
+def test_a_check_without_host_is_not_judged_by_the_baseline():
+    # A waiver's expiry check runs in the baseline's verify too; passing there says nothing
+    # about the hosts, so it neither proves nor disproves the hardening.
+    entry = {"module": "checks/test_waivers.py", "check": "test_waiver_is_current", "host": "",
+             "nodeid": "checks/test_waivers.py::test_waiver_is_current[19.2@all#0]",
+             "requirements": ["18.4"]}
+    result = [CaseResult("checks.test_waivers", "test_waiver_is_current[19.2@all#0]", "",
+                         ("18.4",), "passed")]
+    evidence = collect_evidence([], {}, [entry], result, [], baseline=result, partial={})
+    assert evidence["18.4"].verdict == ("met", "")
