@@ -23,7 +23,8 @@ from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.lab import collector, ntp
+from citadelle.lab import collector, gateway, ntp
+from citadelle.lab.cloud import lab as cloud_lab
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.credentials import ensure_credentials
@@ -31,10 +32,16 @@ from citadelle.lab.grub import ensure_grub_password_hash
 from citadelle.lab.image import host_mirrors
 from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
+from citadelle.lab.source import ACCOUNT, Source
+from citadelle.migrate.context import MigrationContext, StandInEndpoints
+from citadelle.migrate.engine import ShardResult
+from citadelle.migrate.standin import ShardRunner
 
 # Lab clones standing in for one server of each node role, and the unhardened one.
 LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
 BASELINE_CLONE = "baseline"
+# Where the migration's shards run without --gateway: rclone on this machine.
+TRANSFER_HOST = "lab-host"
 
 
 def placement(env: Environment, role: str) -> tuple[str, str]:
@@ -160,3 +167,26 @@ class LabTarget:
         return [f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
                 f"{', '.join(map(str, pids.values()))})",
                 f"lab NTP server on 127.0.0.1:{ntp.PORT} (PID {time_pid})"]
+
+    def transfer_endpoints(self) -> StandInEndpoints:
+        """The migration's endpoints in the lab: Azurite as the source, the loopback cloud's
+        Swift as the destination, both certified by the lab CA."""
+        source = Source(self.root)
+        return StandInEndpoints(source_url=source.endpoint, account=ACCOUNT,
+                                key=source.account_key(), source_ca=source.ca_cert,
+                                cloud=cloud_lab.CLOUD_NAME, clouds_yaml=cloud_lab.CLOUDS_YAML,
+                                gateway=TRANSFER_HOST)
+
+    def shard_runner(self, ctx: MigrationContext, name: str, ca: Path) -> ShardRunner:
+        """Each shard through the clone ``name`` standing in for the transfer gateway."""
+        lab = self.lab()
+        clone = next((c for c in lab.status() if c.name == name), None)
+        if clone is None or not clone.alive or clone.role != "gateway":
+            raise CitadelleError(f"--gateway {name}: no running lab clone of role gateway by "
+                                 "that name (citadelle lab up --clones NAME=gateway)")
+        target = gateway.Gateway(lab, name)
+
+        def run(container: str, files_from: Path, log: Path) -> ShardResult:
+            return gateway.run_shard(target, ctx, container, files_from, log, ca_file=ca)
+
+        return run

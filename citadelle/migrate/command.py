@@ -16,7 +16,6 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from citadelle.files import write_file
 from citadelle.migrate import cutover_command, engine, evidence, manifest
 from citadelle.migrate import plan as planning
 from citadelle.migrate.context import MigrationContext, read_json, resolve, safe_name
+from citadelle.migrate.standin import ShardRunner, lab_stand_in
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _context(args: argparse.Namespace) -> MigrationContext:
-    return resolve(args.env, lab=args.lab, cloud=args.os_cloud, clouds_yaml=args.clouds_yaml,
+    # The lab's endpoints are the same whichever folder holds its clones.
+    stand_in = lab_stand_in().transfer_endpoints() if args.lab else None
+    return resolve(args.env, stand_in=stand_in, cloud=args.os_cloud, clouds_yaml=args.clouds_yaml,
                    source_url=args.source_url, destination_url=args.destination_url,
                    run_dir=args.run_dir)
 
@@ -202,32 +204,16 @@ def _copy(args: argparse.Namespace) -> int:
     return 0
 
 
-Runner = Callable[[str, Path, Path], engine.ShardResult]
-
-
 def _gateway_runner(args: argparse.Namespace, ctx: MigrationContext,
-                    cas: list[Path]) -> Runner | None:
+                    cas: list[Path]) -> ShardRunner | None:
     """In the lab with --gateway: each shard runs on that clone (the dedicated channel)."""
     if not args.gateway:
         return None
     if not ctx.lab:
         raise CitadelleError("--gateway names a lab clone: use it with --lab (in production "
                              "the shards go to the environment's transfer gateways)")
-    from citadelle.lab import Lab  # noqa: PLC0415
-    from citadelle.migrate import gateway  # noqa: PLC0415
-
-    lab = Lab(run_dir=args.lab_run_dir) if args.lab_run_dir else Lab()
-    clone = next((c for c in lab.status() if c.name == args.gateway), None)
-    if clone is None or not clone.alive or clone.role != "gateway":
-        raise CitadelleError(f"--gateway {args.gateway}: no running lab clone of role gateway "
-                             "by that name (citadelle lab up --clones NAME=gateway)")
-    target = gateway.Gateway(lab, args.gateway)
     [ca] = set(cas)  # one lab CA signs both ends
-
-    def run(container: str, files_from: Path, log: Path) -> engine.ShardResult:
-        return gateway.run_shard(target, ctx, container, files_from, log, ca_file=ca)
-
-    return run
+    return lab_stand_in(args.lab_run_dir).shard_runner(ctx, args.gateway, ca)
 
 
 def _latest_copy(ctx: MigrationContext) -> dict[str, Any] | None:

@@ -318,8 +318,8 @@ def _dropped(gateway: Any) -> int:
 @pytest.mark.bp028("R80")
 def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destinations(
         migrated: dict[str, Any], member: Any, run_dir: Path, lab_clones: Any) -> None:
+    from citadelle.lab.gateway import Gateway
     from citadelle.lab.vm import free_port
-    from citadelle.migrate.gateway import Gateway
 
     inventory = lab_clones({"mig-gw": "gateway"})
     gateway = Gateway(lab_clones.lab, "mig-gw")

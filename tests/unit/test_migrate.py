@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from citadelle.errors import CitadelleError
+from citadelle.lab.gateway import egress_ruleset
 from citadelle.migrate import evidence, manifest, plan
 from citadelle.migrate.context import Tuning
-from citadelle.migrate.gateway import egress_ruleset
 from citadelle.migrate.manifest import Entry
 
 from .test_config_errors import _error, _set

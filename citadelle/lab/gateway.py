@@ -24,8 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from citadelle.errors import CitadelleError
-from citadelle.lab import Lab
 from citadelle.lab.collector import GUEST_ADDRESS
+from citadelle.lab.core import Lab
 from citadelle.lab.vm import SSHTarget
 from citadelle.migrate import engine
 from citadelle.migrate.context import MigrationContext
