@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+from typing import cast
+
 import pytest
 
 from citadelle.environment import Environment
-from citadelle.lab.target import LAB_CLONES, LabTarget, lab_volumes, placement
+from citadelle.errors import CitadelleError
+from citadelle.lab.target import LAB_CLONES, TRANSFER_HOST, LabTarget, lab_volumes, placement
+from citadelle.migrate.context import MigrationContext
+from citadelle.migrate.standin import lab_stand_in
 
 
 @pytest.mark.parametrize("name", ["dev", "mirror", "prod"])
@@ -23,3 +30,21 @@ def test_dev_gateway_clone_carries_the_transfer_staging_volume() -> None:
     assert placement(env, "gateway") == ("transfer", "gateway")
     assert lab_volumes(env, LAB_CLONES) == {"gw": 100}
     assert lab_volumes(env, {"baseline": "node"}) == {}
+
+
+def test_lab_stands_in_for_the_migration_endpoints(tmp_path: Path) -> None:
+    stand_in = lab_stand_in()
+    assert isinstance(stand_in, LabTarget)
+    endpoints = LabTarget(root=tmp_path).transfer_endpoints()
+    assert endpoints.source_url == "https://127.0.0.1:17443/sndslab"
+    assert endpoints.source_ca == tmp_path.resolve() / "collector" / "pki" / "ca.crt"
+    assert (endpoints.cloud, endpoints.gateway) == ("citadelle-lab", TRANSFER_HOST)
+    # the account key is generated once, 512 random bits, and kept
+    assert len(base64.b64decode(endpoints.key)) == 64
+    assert LabTarget(root=tmp_path).transfer_endpoints().key == endpoints.key
+
+
+def test_gateway_runner_needs_a_live_gateway_clone(tmp_path: Path) -> None:
+    with pytest.raises(CitadelleError, match="--gateway gw: no running lab clone of role gateway"):
+        LabTarget(root=tmp_path).shard_runner(cast(MigrationContext, None), "gw",
+                                              tmp_path / "ca.crt")
