@@ -17,13 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from citadelle import paths
 from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
-from citadelle.lab import collector, gateway, ntp
+from citadelle.lab import collector, ntp
 from citadelle.lab.cloud import lab as cloud_lab
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
@@ -33,9 +34,7 @@ from citadelle.lab.image import host_mirrors
 from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
 from citadelle.lab.source import ACCOUNT, Source
-from citadelle.migrate.context import MigrationContext, StandInEndpoints
-from citadelle.migrate.engine import ShardResult
-from citadelle.migrate.standin import ShardRunner
+from citadelle.migrate.context import StandInEndpoints
 
 # Lab clones standing in for one server of each node role, and the unhardened one.
 LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
@@ -177,16 +176,21 @@ class LabTarget:
                                 cloud=cloud_lab.CLOUD_NAME, clouds_yaml=cloud_lab.CLOUDS_YAML,
                                 gateway=TRANSFER_HOST)
 
-    def shard_runner(self, ctx: MigrationContext, name: str, ca: Path) -> ShardRunner:
-        """Each shard through the clone ``name`` standing in for the transfer gateway."""
+    def gateway_inventory(self, name: str) -> Path:
         lab = self.lab()
         clone = next((c for c in lab.status() if c.name == name), None)
         if clone is None or not clone.alive or clone.role != "gateway":
             raise CitadelleError(f"--gateway {name}: no running lab clone of role gateway by "
                                  "that name (citadelle lab up --clones NAME=gateway)")
-        target = gateway.Gateway(lab, name)
+        return lab.inventory().inventory
 
-        def run(container: str, files_from: Path, log: Path) -> ShardResult:
-            return gateway.run_shard(target, ctx, container, files_from, log, ca_file=ca)
+    def gateway_url(self, url: str) -> str:
+        """A loopback URL of this machine as a clone reaches it (QEMU's user-mode gateway)."""
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise CitadelleError(f"lab gateway: {url} is not a lab (loopback) endpoint")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts._replace(netloc=f"{collector.GUEST_ADDRESS}:{port}").geturl()
 
-        return run
+    def gateway_role_vars(self) -> dict[str, Any]:
+        return lab_role_vars(self.root)

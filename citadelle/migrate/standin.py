@@ -2,30 +2,37 @@
 
 The migration never imports the lab: with ``--lab`` it asks the lab target, found through the
 target registry (``citadelle.environment.targets``), for the endpoints it serves (Azurite as the
-source, the loopback cloud's Swift as the destination) and, with ``--gateway``, for a runner
-that sends each shard through a clone standing in for the transfer gateway.
+source, the loopback cloud's Swift as the destination) and, with ``--gateway``, for what the
+transfer play needs to run on a clone standing in for a transfer gateway (its inventory, the
+addresses it sees the endpoints at, its time and log services).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from citadelle.environment.targets import make_target
 from citadelle.errors import CitadelleError
-from citadelle.migrate.context import MigrationContext, StandInEndpoints
-from citadelle.migrate.engine import ShardResult
-
-# (container, file of the shard's object names, rclone log) -> the shard's result
-ShardRunner = Callable[[str, Path, Path], ShardResult]
+from citadelle.migrate.context import StandInEndpoints
 
 
 @runtime_checkable
 class TransferStandIn(Protocol):
     def transfer_endpoints(self) -> StandInEndpoints: ...
 
-    def shard_runner(self, ctx: MigrationContext, gateway: str, ca: Path) -> ShardRunner: ...
+    def gateway_inventory(self, name: str) -> Path:
+        """An inventory holding the live gateway clone ``name`` (refused if there is none)."""
+        ...
+
+    def gateway_url(self, url: str) -> str:
+        """``url`` as a gateway clone reaches it."""
+        ...
+
+    def gateway_role_vars(self) -> Mapping[str, Any]:
+        """The time and log services the clones use, as the roles name them."""
+        ...
 
 
 def lab_stand_in(run_dir: Path | None = None) -> TransferStandIn:

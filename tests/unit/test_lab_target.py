@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from citadelle.environment import Environment
 from citadelle.errors import CitadelleError
 from citadelle.lab.target import LAB_CLONES, TRANSFER_HOST, LabTarget, lab_volumes, placement
-from citadelle.migrate.context import MigrationContext
 from citadelle.migrate.standin import lab_stand_in
 
 
@@ -44,7 +42,20 @@ def test_lab_stands_in_for_the_migration_endpoints(tmp_path: Path) -> None:
     assert LabTarget(root=tmp_path).transfer_endpoints().key == endpoints.key
 
 
-def test_gateway_runner_needs_a_live_gateway_clone(tmp_path: Path) -> None:
+def test_gateway_inventory_needs_a_live_gateway_clone(tmp_path: Path) -> None:
     with pytest.raises(CitadelleError, match="--gateway gw: no running lab clone of role gateway"):
-        LabTarget(root=tmp_path).shard_runner(cast(MigrationContext, None), "gw",
-                                              tmp_path / "ca.crt")
+        LabTarget(root=tmp_path).gateway_inventory("gw")
+
+
+@pytest.mark.parametrize(("url", "seen"), [
+    ("https://127.0.0.1:17443/sndslab", "https://10.0.2.2:17443/sndslab"),
+    ("http://localhost/v3", "http://10.0.2.2:80/v3"),
+    ("https://127.0.0.1/v1/AUTH_x", "https://10.0.2.2:443/v1/AUTH_x"),
+])
+def test_a_clone_sees_this_machine_at_the_user_mode_gateway(url: str, seen: str) -> None:
+    assert LabTarget().gateway_url(url) == seen
+
+
+def test_a_non_loopback_endpoint_is_not_a_lab_one() -> None:
+    with pytest.raises(CitadelleError, match="is not a lab"):
+        LabTarget().gateway_url("https://swift.example.eu/v1")
