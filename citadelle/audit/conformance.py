@@ -20,10 +20,11 @@ from openstack import exceptions as os_exc
 
 from citadelle.audit import objectstore
 from citadelle.audit.allowlist import AllowList
-from citadelle.audit.model import Check, Result, Severity, Status
+from citadelle.audit.model import Result, Severity, Status, audit_rule
+from citadelle.evidence.findings import Rule
 from citadelle.plan.offline import Recording
 
-ENDPOINT_LOCATION = Check(
+ENDPOINT_LOCATION = audit_rule(
     "endpoint-location",
     "Every catalog endpoint is hosted by an allow-listed EU provider",
     ("19.2", "19.6"),
@@ -31,28 +32,28 @@ ENDPOINT_LOCATION = Check(
     "Remove or relocate the endpoint, or add its provider (with jurisdiction evidence) to "
     "citadelle:sovereignty.",
 )
-ENDPOINT_TLS = Check(
+ENDPOINT_TLS = audit_rule(
     "endpoint-tls",
     "Every catalog endpoint is served over TLS 1.2 or later",
     ("10.2",),
     Severity.HIGH,
     "Serve the endpoint over https with TLS >= 1.2 and a certificate from an EU root of trust.",
 )
-REGION_ALLOWED = Check(
+REGION_ALLOWED = audit_rule(
     "region-allowed",
     "Region names are allow-listed and the environment's region exists",
     ("19.2",),
     Severity.HIGH,
     "Use only the regions declared for the provider in citadelle:sovereignty.",
 )
-KEY_MANAGER = Check(
+KEY_MANAGER = audit_rule(
     "key-manager",
     "Barbican is present, usable by a member and generates an AES-256 key through an order",
     ("10.5", "10.1"),
     Severity.HIGH,
     "Ask the provider for a key-manager service (HSM-backed) open to the project's members.",
 )
-ENCRYPTED_VOLUME_TYPE = Check(
+ENCRYPTED_VOLUME_TYPE = audit_rule(
     "encrypted-volume-type",
     "A LUKS-encrypted volume type is offered with a readable encryption spec",
     ("10.1",),
@@ -60,28 +61,28 @@ ENCRYPTED_VOLUME_TYPE = Check(
     "Ask the provider for a volume type with LUKS front-end encryption (aes-xts-plain64, 256 "
     "bit or more) and read access to its encryption spec.",
 )
-DEFAULT_SECURITY_GROUP = Check(
+DEFAULT_SECURITY_GROUP = audit_rule(
     "default-security-group",
     "The default security group admits no ingress from outside the group",
     ("13.2", "9.7"),
     Severity.HIGH,
     "Delete every ingress rule of the default group whose source is not the group itself.",
 )
-IMAGE_SIGNATURE = Check(
+IMAGE_SIGNATURE = audit_rule(
     "image-signature",
     "Images expose signature properties and the platform image is signed",
     ("12.10",),
     Severity.MEDIUM,
     "Upload the hardened image with img_signature* properties and enable verification.",
 )
-AVAILABILITY_ZONES = Check(
+AVAILABILITY_ZONES = audit_rule(
     "availability-zones",
     "The availability zones the stack needs exist",
     ("17.4",),
     Severity.MEDIUM,
     "Change citadelle:openstack.availabilityZones or ask the provider for the zones.",
 )
-QUOTAS = Check(
+QUOTAS = audit_rule(
     "quotas",
     "Project quotas leave room for the environment's planned resources",
     ("17.4",),
@@ -494,7 +495,7 @@ def check_public_containers(ctx: Context) -> list[Result]:
     return objectstore.check_public(objectstore.container_acls(ctx.conn.object_store))
 
 
-CHECK_FUNCTIONS: tuple[tuple[Check, Callable[[Context], list[Result]]], ...] = (
+CHECK_FUNCTIONS: tuple[tuple[Rule, Callable[[Context], list[Result]]], ...] = (
     (ENDPOINT_LOCATION, check_endpoint_location),
     (ENDPOINT_TLS, check_endpoint_tls),
     (REGION_ALLOWED, check_regions),

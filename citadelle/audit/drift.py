@@ -22,39 +22,40 @@ from openstack import exceptions as os_exc
 
 from citadelle.audit import objectstore
 from citadelle.audit.conformance import catalog, luks_spec_ok
-from citadelle.audit.model import Check, Result, Severity, Status
+from citadelle.audit.model import Result, Severity, Status, audit_rule
 from citadelle.environment import Environment
+from citadelle.evidence.findings import Rule
 from citadelle.plan.offline import RecordedResource, Recording
 
-UNDECLARED = Check(
+UNDECLARED = audit_rule(
     "drift-undeclared",
     "A live resource the code does not declare",
     ("12.2", "8.1"),
     Severity.MEDIUM,
     "Declare it in the program (and review why it was added by hand) or delete it.",
 )
-MISSING = Check(
+MISSING = audit_rule(
     "drift-missing",
     "A declared resource missing from the cloud",
     ("12.2", "8.1"),
     Severity.MEDIUM,
     "Run the deployment again (pulumi up) and find out who removed it.",
 )
-WORLD_OPEN_RULE = Check(
+WORLD_OPEN_RULE = audit_rule(
     "drift-world-open-rule",
     "An undeclared ingress rule open to the whole Internet",
     ("13.2",),
     Severity.HIGH,
     "Delete the rule; flows are declared tier to tier in the program.",
 )
-FLOATING_IP = Check(
+FLOATING_IP = audit_rule(
     "drift-floating-ip",
     "A floating IP outside the edge load balancer and the bastion",
     ("13.2",),
     Severity.HIGH,
     "Release the floating IP; only the edge load balancer and the bastion are public.",
 )
-DATA_EGRESS = Check(
+DATA_EGRESS = audit_rule(
     "drift-data-egress",
     "The data tier has a route out: a router port or gateway on its network, a gateway on its "
     "subnet, or an external or shared network",
@@ -63,7 +64,7 @@ DATA_EGRESS = Check(
     "Detach the data network from the router, remove the subnet's gateway, clear the external "
     "and shared flags: the data tier has no route to external networks.",
 )
-DATA_PEER_RULE = Check(
+DATA_PEER_RULE = audit_rule(
     "drift-data-peer-rule",
     "A rule of a group guarding the data tier admits (or reaches) something other than the "
     "peer tiers",
@@ -72,21 +73,21 @@ DATA_PEER_RULE = Check(
     "Delete the rule; the data tier admits only the app, transfer and admin tiers' groups and "
     "CIDRs, and reaches only them and the in-region service CIDRs.",
 )
-UNENCRYPTED_VOLUME = Check(
+UNENCRYPTED_VOLUME = audit_rule(
     "drift-unencrypted-volume",
     "A volume whose type is not LUKS-encrypted",
     ("10.1",),
     Severity.HIGH,
     "Migrate the data to a volume of the environment's encrypted type and delete this one.",
 )
-VOLUME_TYPE_ENCRYPTION = Check(
+VOLUME_TYPE_ENCRYPTION = audit_rule(
     "drift-volume-type-encryption",
     "The environment's volume type lacks its LUKS encryption spec",
     ("10.1",),
     Severity.HIGH,
     "Run the one-time encryption spec command of docs (volume type encryption create).",
 )
-SECRET_ACL = Check(
+SECRET_ACL = audit_rule(
     "drift-secret-acl",
     "A secret readable beyond its declared readers",
     ("10.5", "9.7"),
@@ -315,7 +316,7 @@ def read_live(conn: Any) -> Live:
     return Live(**merged)
 
 
-def _fail(check: Check, kind: str, name: str, message: str) -> Result:
+def _fail(check: Rule, kind: str, name: str, message: str) -> Result:
     return Result(check, Status.FAIL, f"{kind} {name}: {message}", resource=f"{kind}/{name}")
 
 

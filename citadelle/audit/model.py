@@ -1,4 +1,5 @@
-"""Checks, their SecNumCloud 3.2 ids, and the results an audit produces."""
+"""The audit's checks (rules of the one findings model), their SecNumCloud 3.2 ids, and the
+results an audit produces."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from functools import cache
 
 import yaml
 
+from citadelle.evidence.findings import Rule
 from citadelle.paths import REFERENCE_DIR
 
 
@@ -24,20 +26,18 @@ class Status(StrEnum):
     NOT_APPLICABLE = "not-applicable"
 
 
-@dataclass(frozen=True)
-class Check:
-    id: str
-    title: str
-    snc: tuple[str, ...]
-    severity: Severity
-    remediation: str
+def audit_rule(rule_id: str, title: str, snc: tuple[str, ...], severity: Severity,
+               remediation: str) -> Rule:
+    """An audit check as a rule of the one findings model: a high-severity failure blocks."""
+    return Rule(id=rule_id, description=title, severity=severity.value,
+                blocking=severity is Severity.HIGH, remediation=remediation, snc=snc)
 
 
 @dataclass(frozen=True)
 class Result:
     """One outcome of a check: for drift, one per offending (or missing) resource."""
 
-    check: Check
+    check: Rule
     status: Status
     message: str
     resource: str = ""
@@ -45,7 +45,7 @@ class Result:
 
     @property
     def is_high_failure(self) -> bool:
-        return self.status is Status.FAIL and self.check.severity is Severity.HIGH
+        return self.status is Status.FAIL and self.check.blocking
 
 
 @cache

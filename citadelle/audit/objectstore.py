@@ -18,11 +18,11 @@ from hashlib import sha1
 from typing import Any
 from urllib.parse import urlsplit
 
-from citadelle.audit.model import Check, Result, Severity, Status
+from citadelle.audit.model import Result, Severity, Status, audit_rule
 
 INFO_KEY_ENV = "CITADELLE_SWIFT_INFO_KEY"
 
-OBJECT_STORE = Check(
+OBJECT_STORE = audit_rule(
     "object-store-endpoint",
     "The object store's endpoints are allow-listed and served over https",
     ("19.2", "19.6", "10.2"),
@@ -30,7 +30,7 @@ OBJECT_STORE = Check(
     "Use the provider's EU object-storage endpoint over https, declared as the object-storage "
     "endpoint of citadelle:sovereignty.",
 )
-OBJECT_ENCRYPTION = Check(
+OBJECT_ENCRYPTION = audit_rule(
     "object-encryption",
     "Objects are encrypted at rest (Swift encryption middleware enabled)",
     ("10.1",),
@@ -38,14 +38,14 @@ OBJECT_ENCRYPTION = Check(
     "Ask the provider to enable Swift's encryption middleware with a KMS-held root secret, and "
     "to give the audit the /info signing key.",
 )
-PUBLIC_CONTAINER = Check(
+PUBLIC_CONTAINER = audit_rule(
     "no-public-container",
     "No container of the project is readable without credentials",
     ("10.1", "13.2"),
     Severity.HIGH,
     "Remove the referrer ACL (.r:) from the container's read ACL.",
 )
-DRIFT_CONTAINER = Check(
+DRIFT_CONTAINER = audit_rule(
     "drift-container",
     "A container the plan does not declare, or a declared one whose ACLs changed",
     ("12.2", "10.1"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle import __version__
-from citadelle.audit.model import Check, Result, Severity, Status
+from citadelle.audit.model import Result, Status
 from citadelle.evidence import junit, sarif
 from citadelle.evidence.findings import Check as FindingCheck
 from citadelle.evidence.findings import Finding, Rule
@@ -17,14 +17,14 @@ from citadelle.evidence.findings import Finding, Rule
 def table(results: Sequence[Result]) -> str:
     rows = [("STATUS", "SEVERITY", "CHECK", "SNC 3.2", "DETAIL")]
     rows += [
-        (r.status.value, r.check.severity.value, r.check.id, ",".join(r.check.snc), r.message)
+        (r.status.value, r.check.severity, r.check.id, ",".join(r.check.snc), r.message)
         for r in results
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
              for row in rows]  # fmt: skip
     failed = [r for r in results if r.status is Status.FAIL]
-    high = sum(1 for r in failed if r.check.severity is Severity.HIGH)
+    high = sum(1 for r in failed if r.check.blocking)
     lines.append(
         f"{len(results)} results: {len(failed)} failed ({high} high), "
         f"{sum(1 for r in results if r.status is Status.NOT_CHECKED)} not checked, "
@@ -33,12 +33,12 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _check_dict(check: Check) -> dict[str, Any]:
+def _check_dict(check: Rule) -> dict[str, Any]:
     return {
         "id": check.id,
-        "title": check.title,
+        "title": check.description,
         "snc": list(check.snc),
-        "severity": check.severity.value,
+        "severity": check.severity,
         "remediation": check.remediation,
     }
 
@@ -60,8 +60,8 @@ def to_json(mode: str, env: str, cloud: str, results: Sequence[Result]) -> dict[
     }
 
 
-def _checks(results: Sequence[Result]) -> list[Check]:
-    seen: dict[str, Check] = {}
+def _rules(results: Sequence[Result]) -> list[Rule]:
+    seen: dict[str, Rule] = {}
     for result in results:
         seen.setdefault(result.check.id, result.check)
     return list(seen.values())
@@ -70,9 +70,7 @@ def _checks(results: Sequence[Result]) -> list[Check]:
 def findings(cloud: str, results: Sequence[Result]) \
         -> tuple[list[Rule], list[FindingCheck], list[Finding]]:
     """The audit in the findings model every writer takes: high-severity failures block."""
-    rules = [Rule(id=c.id, description=c.title, severity=c.severity.value,
-                  blocking=c.severity is Severity.HIGH, remediation=c.remediation, snc=c.snc)
-             for c in _checks(results)]
+    rules = _rules(results)
     checks: list[FindingCheck] = []
     found: list[Finding] = []
     for rule in rules:

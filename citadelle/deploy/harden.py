@@ -167,6 +167,7 @@ def run_playbook(
     run_dir: Path | None = None,
     forks: int | None = None,
     quiet: bool = True,
+    envvars: Mapping[str, str] | None = None,
 ) -> HardenResult:
     """Run one playbook (a name from PLAYBOOKS or a path) and summarise it per host."""
     path = PLAYBOOKS_DIR / f"{playbook}.yml" if str(playbook) in PLAYBOOKS else Path(playbook)
@@ -180,19 +181,26 @@ def run_playbook(
     directory.mkdir(parents=True, exist_ok=True)
     cmdline = "--check --diff" if check else None
     start = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(directory),
-        playbook=str(path.resolve()),
-        inventory=str(inventory.resolve()),
-        envvars=ansible_env(),
-        extravars=dict(extravars or {}),
-        limit=limit,
-        tags=tags,
-        forks=forks,
-        cmdline=cmdline,
-        quiet=quiet,
-        suppress_env_files=True,
-    )
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(directory),
+            playbook=str(path.resolve()),
+            inventory=str(inventory.resolve()),
+            # In memory (suppress_env_files): nothing of it is written to env/.
+            envvars={**ansible_env(), **(envvars or {})},
+            extravars=dict(extravars or {}),
+            limit=limit,
+            tags=tags,
+            forks=forks,
+            cmdline=cmdline,
+            quiet=quiet,
+            suppress_env_files=True,
+        )
+    finally:
+        # ansible-runner records the whole process environment (the operator's credentials,
+        # the transfer engine's keys) in artifacts/<ident>/command: it never outlives the run.
+        for record in directory.glob("artifacts/*/command"):
+            record.unlink()
     elapsed = time.monotonic() - start
     hosts, failures, facts = _collect(runner)
     return HardenResult(run_dir=directory, status=str(runner.status), rc=int(runner.rc or 0),

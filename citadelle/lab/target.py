@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from citadelle import paths
 from citadelle.environment import Environment
@@ -24,6 +25,7 @@ from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
 from citadelle.lab import collector, ntp
+from citadelle.lab.cloud import lab as cloud_lab
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.credentials import ensure_credentials
@@ -31,10 +33,14 @@ from citadelle.lab.grub import ensure_grub_password_hash
 from citadelle.lab.image import host_mirrors
 from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
+from citadelle.lab.source import ACCOUNT, Source
+from citadelle.migrate.context import StandInEndpoints
 
 # Lab clones standing in for one server of each node role, and the unhardened one.
 LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
 BASELINE_CLONE = "baseline"
+# Where the migration's shards run without --gateway: rclone on this machine.
+TRANSFER_HOST = "lab-host"
 
 
 def placement(env: Environment, role: str) -> tuple[str, str]:
@@ -160,3 +166,31 @@ class LabTarget:
         return [f"lab log collector on 127.0.0.1:{collector.PORT} (PIDs "
                 f"{', '.join(map(str, pids.values()))})",
                 f"lab NTP server on 127.0.0.1:{ntp.PORT} (PID {time_pid})"]
+
+    def transfer_endpoints(self) -> StandInEndpoints:
+        """The migration's endpoints in the lab: Azurite as the source, the loopback cloud's
+        Swift as the destination, both certified by the lab CA."""
+        source = Source(self.root)
+        return StandInEndpoints(source_url=source.endpoint, account=ACCOUNT,
+                                key=source.account_key(), source_ca=source.ca_cert,
+                                cloud=cloud_lab.CLOUD_NAME, clouds_yaml=cloud_lab.CLOUDS_YAML,
+                                gateway=TRANSFER_HOST)
+
+    def gateway_inventory(self, name: str) -> Path:
+        lab = self.lab()
+        clone = next((c for c in lab.status() if c.name == name), None)
+        if clone is None or not clone.alive or clone.role != "gateway":
+            raise CitadelleError(f"--gateway {name}: no running lab clone of role gateway by "
+                                 "that name (citadelle lab up --clones NAME=gateway)")
+        return lab.inventory().inventory
+
+    def gateway_url(self, url: str) -> str:
+        """A loopback URL of this machine as a clone reaches it (QEMU's user-mode gateway)."""
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise CitadelleError(f"lab gateway: {url} is not a lab (loopback) endpoint")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts._replace(netloc=f"{collector.GUEST_ADDRESS}:{port}").geturl()
+
+    def gateway_role_vars(self) -> dict[str, Any]:
+        return lab_role_vars(self.root)

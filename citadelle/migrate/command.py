@@ -16,15 +16,16 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
 from citadelle.files import write_file
-from citadelle.migrate import cutover_command, engine, evidence, manifest
+from citadelle.migrate import cutover_command, engine, evidence, fanout, manifest
 from citadelle.migrate import plan as planning
 from citadelle.migrate.context import MigrationContext, read_json, resolve, safe_name
+from citadelle.migrate.standin import lab_stand_in
+from citadelle.paths import RUNS_DIR
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,8 +60,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
            "projection").set_defaults(func=_plan)
     copy = common("copy", "copy the manifest's objects with rclone, shard by shard (resumable)")
     copy.add_argument("--manifest", type=Path, help="source manifest (default: the run's)")
-    copy.add_argument("--gateway", metavar="CLONE", help="lab only: run the engine on this "
-                      "gateway clone, its egress closed to all but the channel")
+    copy.add_argument("--inventory", type=Path, help="the deployed environment's inventory, "
+                      "whose gateway group runs the shards (default: runs/ENV/inventory.yml, "
+                      "written by `citadelle inventory ENV`)")
+    copy.add_argument("--gateway", metavar="NAME", help="only this gateway; with --lab, the "
+                      "gateway clone to run on (without it the lab copies from this machine)")
     copy.add_argument("--lab-run-dir", type=Path, help="lab only: the run directory of the "
                       "clones (default: .lab)")
     copy.set_defaults(func=_copy)
@@ -77,7 +81,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _context(args: argparse.Namespace) -> MigrationContext:
-    return resolve(args.env, lab=args.lab, cloud=args.os_cloud, clouds_yaml=args.clouds_yaml,
+    # The lab's endpoints are the same whichever folder holds its clones.
+    stand_in = lab_stand_in().transfer_endpoints() if args.lab else None
+    return resolve(args.env, stand_in=stand_in, cloud=args.os_cloud, clouds_yaml=args.clouds_yaml,
                    source_url=args.source_url, destination_url=args.destination_url,
                    run_dir=args.run_dir)
 
@@ -156,14 +162,14 @@ def _copy(args: argparse.Namespace) -> int:
     ctx = _context(args)
     data = _source_manifest(ctx, args.manifest)
     _preflight(ctx, data)
-    _, shards = planning.estimate(data["objects"], ctx.gateways, ctx.tuning)
+    cas = sorted({p for p in (ctx.source.ca_file, ctx.destination.ca_file) if p is not None})
+    gateways = _gateways(args, ctx)
+    _, shards = planning.estimate(data["objects"], gateways.names if gateways else ctx.gateways,
+                                  ctx.tuning)
     run = ctx.run_dir / f"copy-{_stamp()}"
     run.mkdir(parents=True)
     started = manifest.now()
-    cas = [p for p in {ctx.source.ca_file, ctx.destination.ca_file} if p is not None]
-    runner = _gateway_runner(args, ctx, cas)
-    gateways = [f"lab clone {args.gateway}"] if runner else list(ctx.gateways)
-    results = []
+    jobs = []
     for index, shard in enumerate(shards):
         by_container: dict[str, list[str]] = {}
         for key in shard.keys:
@@ -173,19 +179,25 @@ def _copy(args: argparse.Namespace) -> int:
             label = f"shard-{index}-{safe_name(container)}"
             files_from = run / f"{label}.files"
             files_from.write_text("".join(f"{n}\n" for n in names))
-            log = run / f"{label}.log"
-            if runner is None:
-                args_ = engine.copy_args(ctx, container, files_from, log, cas)
-                result = engine.run_local(args_, engine.remote_env(ctx), label, log)
-            else:
-                result = runner(container, files_from, log)
-            results.append(result)
-            print(f"{label} on {gateways[0] if runner else shard.gateway}: {result.transfers} "
-                  f"objects, {result.bytes} "
-                  f"bytes moved, {result.errors} errors (rclone exit {result.returncode})")
+            jobs.append(fanout.Job(label, shard.gateway, container, files_from))
+    if gateways is None:
+        # The lab without --gateway: this machine stands in for the gateway.
+        results = [engine.run_local(engine.copy_args(ctx, j.container, j.files_from,
+                                                     run / f"{j.label}.log", cas),
+                                    engine.remote_env(ctx), j.label, run / f"{j.label}.log")
+                   for j in jobs]
+    else:
+        results = fanout.fan_out(ctx, jobs, gateways, cas, run)
+    on = {j.label: j.gateway for j in jobs}
+    for result in results:
+        print(f"{result.shard} on {on[result.shard]}: {result.transfers} objects, "
+              f"{result.bytes} bytes moved, {result.errors} errors (rclone exit "
+              f"{result.returncode})")
+    gateway_names = (list(ctx.gateways) if gateways is None
+                     else [gateways.label(n) for n in gateways.names])
     record = {
         "environment": ctx.environment, "started": started, "finished": manifest.now(),
-        "gateways": gateways, "engine": engine.version(),
+        "gateways": gateway_names, "engine": engine.version(),
         "source": ctx.source.url, "destination": ctx.destination.storage_url,
         "container": ctx.destination.container,
         "manifest_sha256": manifest.digest(data),
@@ -202,32 +214,33 @@ def _copy(args: argparse.Namespace) -> int:
     return 0
 
 
-Runner = Callable[[str, Path, Path], engine.ShardResult]
+def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateways | None:
+    """The gateways the copy fans out to; None in the lab without --gateway."""
+    if ctx.lab:
+        if not args.gateway:
+            return None
+        stand_in = lab_stand_in(args.lab_run_dir)
+        return fanout.Gateways(stand_in.gateway_inventory(args.gateway), [args.gateway],
+                        stand_in.gateway_role_vars(), stand_in.gateway_url,
+                        lambda name: f"lab clone {name}")
+    from citadelle.deploy.inventory import host_vars, load_inventory  # noqa: PLC0415
+    from citadelle.environment import Environment  # noqa: PLC0415
+    from citadelle.environment.projections import role_vars  # noqa: PLC0415
 
-
-def _gateway_runner(args: argparse.Namespace, ctx: MigrationContext,
-                    cas: list[Path]) -> Runner | None:
-    """In the lab with --gateway: each shard runs on that clone (the dedicated channel)."""
-    if not args.gateway:
-        return None
-    if not ctx.lab:
-        raise CitadelleError("--gateway names a lab clone: use it with --lab (in production "
-                             "the shards go to the environment's transfer gateways)")
-    from citadelle.lab import Lab  # noqa: PLC0415
-    from citadelle.migrate import gateway  # noqa: PLC0415
-
-    lab = Lab(run_dir=args.lab_run_dir) if args.lab_run_dir else Lab()
-    clone = next((c for c in lab.status() if c.name == args.gateway), None)
-    if clone is None or not clone.alive or clone.role != "gateway":
-        raise CitadelleError(f"--gateway {args.gateway}: no running lab clone of role gateway "
-                             "by that name (citadelle lab up --clones NAME=gateway)")
-    target = gateway.Gateway(lab, args.gateway)
-    [ca] = set(cas)  # one lab CA signs both ends
-
-    def run(container: str, files_from: Path, log: Path) -> engine.ShardResult:
-        return gateway.run_shard(target, ctx, container, files_from, log, ca_file=ca)
-
-    return run
+    inventory = args.inventory or RUNS_DIR / ctx.environment / "inventory.yml"
+    if not inventory.is_file():
+        raise CitadelleError(f"inventory {inventory} not found: the shards run on the "
+                             f"environment's transfer gateways (`citadelle inventory "
+                             f"{ctx.environment}` writes it, or pass --inventory FILE)")
+    names = fanout.gateway_hosts(host_vars(load_inventory(inventory)))
+    if args.gateway:
+        if args.gateway not in names:
+            raise CitadelleError(f"--gateway {args.gateway}: not a gateway of {inventory} "
+                                 f"({', '.join(names) or 'none'})")
+        names = [args.gateway]
+    if not names:
+        raise CitadelleError(f"{inventory}: no host in the gateway group")
+    return fanout.Gateways(inventory, names, role_vars(Environment.load(ctx.environment).settings))
 
 
 def _latest_copy(ctx: MigrationContext) -> dict[str, Any] | None:

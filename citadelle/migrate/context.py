@@ -23,7 +23,20 @@ from citadelle.errors import CitadelleError
 from citadelle.paths import RUNS_DIR
 
 SOURCE_KEY_ENV = "CITADELLE_MIGRATION_SOURCE_KEY"
-LAB_GATEWAY = "lab-host"
+
+
+@dataclass(frozen=True)
+class StandInEndpoints:
+    """The source and destination a stand-in (the lab) serves, and where its shards run
+    unless told otherwise (``citadelle.migrate.standin``)."""
+
+    source_url: str
+    account: str
+    key: str = field(repr=False)
+    source_ca: Path
+    cloud: str
+    clouds_yaml: Path
+    gateway: str
 
 
 @dataclass(frozen=True)
@@ -138,23 +151,21 @@ def _storage_url(entry: dict[str, Any], path: Path | None, cloud: str) -> str:
     return url.rstrip("/")
 
 
-def resolve(env: str, *, lab: bool, cloud: str | None = None, clouds_yaml: Path | None = None,
-            source_url: str | None = None, destination_url: str | None = None,
-            run_dir: Path | None = None) -> MigrationContext:
-    """The migration's endpoints and tuning for ``env``; refuses anything undeclared."""
+def resolve(env: str, *, stand_in: StandInEndpoints | None = None, cloud: str | None = None,
+            clouds_yaml: Path | None = None, source_url: str | None = None,
+            destination_url: str | None = None, run_dir: Path | None = None) \
+        -> MigrationContext:
+    """The migration's endpoints and tuning for ``env`` (or the stand-in's, in the lab);
+    refuses anything undeclared."""
     settings = _settings(env)
     migration = settings.migration
-    if lab:
-        from citadelle.lab.cloud import lab as cloud_lab  # noqa: PLC0415
-        from citadelle.lab.source import ACCOUNT, Source  # noqa: PLC0415
-
-        lab_source = Source()
-        declared_url, account = lab_source.endpoint, ACCOUNT
-        key = lab_source.account_key()
-        source_ca: Path | None = lab_source.ca_cert
-        cloud = cloud or cloud_lab.CLOUD_NAME
-        clouds_yaml = clouds_yaml or cloud_lab.CLOUDS_YAML
-        gateways: tuple[str, ...] = (LAB_GATEWAY,)
+    lab = stand_in is not None
+    if stand_in is not None:
+        declared_url, account, key = stand_in.source_url, stand_in.account, stand_in.key
+        source_ca: Path | None = stand_in.source_ca
+        cloud = cloud or stand_in.cloud
+        clouds_yaml = clouds_yaml or stand_in.clouds_yaml
+        gateways: tuple[str, ...] = (stand_in.gateway,)
     else:
         declared_url, account = migration.source.url, migration.source.account
         key = os.environ.get(SOURCE_KEY_ENV, "")

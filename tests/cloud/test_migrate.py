@@ -299,17 +299,21 @@ def test_objects_are_encrypted_at_rest_under_a_barbican_root_secret(
 # --- the dedicated channel: the copy on the transfer gateway clone, fenced by nftables
 
 
-def _connect_from(gateway: Any, port: int) -> str:
+def _connect_from(lab: Any, clone: str, port: int) -> str:
     """Open a TCP connection from the clone to the host's loopback port; bash says how it went."""
-    proc = gateway._ssh(f"timeout 10 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}' 2>&1; "
-                        "echo exit=$?")
-    return proc.stdout.decode(errors="replace").strip()
+    return lab.ssh(clone, f"timeout 10 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}' 2>&1; "
+                   "echo exit=$?").stdout.strip()
 
 
-def _dropped(gateway: Any) -> int:
+def _fence(lab: Any, clone: str) -> str:
+    return lab.ssh(clone, "nft list table inet citadelle_transfer_egress", sudo=True).stdout
+
+
+def _dropped(lab: Any, clone: str) -> int:
     """Packets the gateway's egress fence has dropped so far (its counter rule)."""
-    found = re.search(r"counter packets (\d+)", gateway.ruleset())
-    assert found is not None, gateway.ruleset()
+    ruleset = _fence(lab, clone)
+    found = re.search(r"counter packets (\d+)", ruleset)
+    assert found is not None, ruleset
     return int(found.group(1))
 
 
@@ -318,11 +322,11 @@ def _dropped(gateway: Any) -> int:
 @pytest.mark.bp028("R80")
 def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destinations(
         migrated: dict[str, Any], member: Any, run_dir: Path, lab_clones: Any) -> None:
+    from citadelle.lab.collector import PORT as COLLECTOR_PORT
     from citadelle.lab.vm import free_port
-    from citadelle.migrate.gateway import Gateway
 
     inventory = lab_clones({"mig-gw": "gateway"})
-    gateway = Gateway(lab_clones.lab, "mig-gw")
+    lab, clone = lab_clones.lab, "mig-gw"
     other_port = free_port()
     # Another destination on the host: reachable from the clone until the channel is fenced.
     other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
@@ -330,27 +334,36 @@ def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destination
                              stderr=subprocess.DEVNULL)
     try:
         time.sleep(1)
-        assert _connect_from(gateway, other_port).endswith("exit=0")
+        assert _connect_from(lab, clone, other_port).endswith("exit=0")
         empty_destination(member)
         started = time.monotonic()
-        migrate("copy", run_dir, "--gateway", "mig-gw", "--lab-run-dir",
-                str(lab_clones.lab.run_dir), check=0)
+        copy = migrate("copy", run_dir, "--gateway", clone, "--lab-run-dir", str(lab.run_dir),
+                       check=0)
         seconds = time.monotonic() - started
+        assert f"on {clone}: " in copy.stdout
         verify = migrate("verify", run_dir, check=0)
         assert "verified, every byte" in verify.stdout
         evidence = json.loads(latest(run_dir, "verify-*/evidence.json").read_text())
-        assert evidence["gateways"] == ["lab clone mig-gw"] and evidence["ok"] is True
+        assert evidence["gateways"] == [f"lab clone {clone}"] and evidence["ok"] is True
+        # The engine's credentials never reach the copy's run folder (Ansible's records).
+        key = Source().account_key()
+        copy_run = latest(run_dir, "copy-*/copy-run.json").parent
+        assert [p for p in copy_run.rglob("*") if p.is_file()
+                and key in p.read_text(errors="ignore")] == []
         # The fence stays: the other destination is dropped by the clone's own nftables (the
         # connection times out), not refused by Citadelle, and the fence's counter sees it.
-        before = _dropped(gateway)
-        assert _connect_from(gateway, other_port).endswith("exit=124")
-        after_bash = _dropped(gateway)
+        before = _dropped(lab, clone)
+        assert _connect_from(lab, clone, other_port).endswith("exit=124")
+        after_bash = _dropped(lab, clone)
         assert after_bash > before
-        rclone = gateway._ssh("citadelle-transfer/rclone lsf --contimeout 5s --retries 1 "
-                              f"--low-level-retries 1 --http-url http://10.0.2.2:{other_port}/ "
-                              ":http: 2>&1; echo exit=$?").stdout.decode()
-        assert not rclone.strip().endswith("exit=0") and _dropped(gateway) > after_bash
-        assert "policy drop" in gateway.ruleset()
+        rclone = lab.ssh(clone, "citadelle-transfer/rclone lsf --contimeout 5s --retries 1 "
+                         f"--low-level-retries 1 --http-url http://10.0.2.2:{other_port}/ "
+                         ":http: 2>&1; echo exit=$?").stdout
+        assert not rclone.strip().endswith("exit=0") and _dropped(lab, clone) > after_bash
+        fence = _fence(lab, clone)
+        assert "policy drop" in fence
+        # The clone keeps its time source and log collector (udp 123, the collector's port).
+        assert "udp dport 123 accept" in fence and f"tcp dport {COLLECTOR_PORT} accept" in fence
         print(f"\ncopy of {SEED_OBJECTS} objects through the gateway clone: {seconds:.1f} s "
               f"(host: {migrated['copy_seconds']:.1f} s)")
     finally:

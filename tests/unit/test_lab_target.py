@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 
 from citadelle.environment import Environment
-from citadelle.lab.target import LAB_CLONES, LabTarget, lab_volumes, placement
+from citadelle.errors import CitadelleError
+from citadelle.lab.target import LAB_CLONES, TRANSFER_HOST, LabTarget, lab_volumes, placement
+from citadelle.migrate.standin import lab_stand_in
 
 
 @pytest.mark.parametrize("name", ["dev", "mirror", "prod"])
@@ -23,3 +28,34 @@ def test_dev_gateway_clone_carries_the_transfer_staging_volume() -> None:
     assert placement(env, "gateway") == ("transfer", "gateway")
     assert lab_volumes(env, LAB_CLONES) == {"gw": 100}
     assert lab_volumes(env, {"baseline": "node"}) == {}
+
+
+def test_lab_stands_in_for_the_migration_endpoints(tmp_path: Path) -> None:
+    stand_in = lab_stand_in()
+    assert isinstance(stand_in, LabTarget)
+    endpoints = LabTarget(root=tmp_path).transfer_endpoints()
+    assert endpoints.source_url == "https://127.0.0.1:17443/sndslab"
+    assert endpoints.source_ca == tmp_path.resolve() / "collector" / "pki" / "ca.crt"
+    assert (endpoints.cloud, endpoints.gateway) == ("citadelle-lab", TRANSFER_HOST)
+    # the account key is generated once, 512 random bits, and kept
+    assert len(base64.b64decode(endpoints.key)) == 64
+    assert LabTarget(root=tmp_path).transfer_endpoints().key == endpoints.key
+
+
+def test_gateway_inventory_needs_a_live_gateway_clone(tmp_path: Path) -> None:
+    with pytest.raises(CitadelleError, match="--gateway gw: no running lab clone of role gateway"):
+        LabTarget(root=tmp_path).gateway_inventory("gw")
+
+
+@pytest.mark.parametrize(("url", "seen"), [
+    ("https://127.0.0.1:17443/sndslab", "https://10.0.2.2:17443/sndslab"),
+    ("http://localhost/v3", "http://10.0.2.2:80/v3"),
+    ("https://127.0.0.1/v1/AUTH_x", "https://10.0.2.2:443/v1/AUTH_x"),
+])
+def test_a_clone_sees_this_machine_at_the_user_mode_gateway(url: str, seen: str) -> None:
+    assert LabTarget().gateway_url(url) == seen
+
+
+def test_a_non_loopback_endpoint_is_not_a_lab_one() -> None:
+    with pytest.raises(CitadelleError, match="is not a lab"):
+        LabTarget().gateway_url("https://swift.example.eu/v1")

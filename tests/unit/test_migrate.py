@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from citadelle.errors import CitadelleError
-from citadelle.migrate import evidence, manifest, plan
+from citadelle.migrate import evidence, fanout, manifest, plan
 from citadelle.migrate.context import Tuning
-from citadelle.migrate.gateway import egress_ruleset
 from citadelle.migrate.manifest import Entry
 
 from .test_config_errors import _error, _set
@@ -117,11 +116,34 @@ def test_a_manifest_of_another_environment_is_refused(tmp_path: Path) -> None:
         manifest.load(tmp_path / "m.json", "dev")
 
 
-def test_gateway_egress_admits_the_channel_only() -> None:
-    rules = egress_ruleset([18080, 17443, 15000])
-    assert "policy drop;" in rules
-    assert "ip daddr 10.0.2.2 tcp dport { 15000, 17443, 18080 } accept" in rules
-    assert rules.count("accept") == 3  # established, loopback, the channel
+def test_gateway_egress_admits_the_channel_endpoints_once_each() -> None:
+    egress = fanout.channel_egress([
+        "https://sndsprod.blob.core.windows.net", "https://keystone.example.eu:5000/v3",
+        "https://swift.example.eu/v1/AUTH_x", "https://keystone.example.eu:5000/v3"])
+    assert egress == [
+        {"host": "keystone.example.eu", "port": 5000, "proto": "tcp"},
+        {"host": "sndsprod.blob.core.windows.net", "port": 443, "proto": "tcp"},
+        {"host": "swift.example.eu", "port": 443, "proto": "tcp"}]
+
+
+def test_gateway_keeps_its_time_and_log_services_during_the_transfer() -> None:
+    from citadelle.environment import Environment
+    from citadelle.environment.projections import role_vars
+
+    settings = Environment.load("prod").settings
+    egress = fanout.platform_egress(role_vars(settings))
+    ntp = [e["host"] for e in egress if e["proto"] == "udp"]
+    assert ntp == list(settings.endpoint_hosts("ntp")) and ntp
+    assert all(e["port"] == 123 for e in egress if e["proto"] == "udp")
+    [collector] = [e for e in egress if e["proto"] == "tcp"]
+    assert f"https://{collector['host']}" in settings.endpoint_urls("log-collector")[0]
+
+
+def test_shards_go_to_the_inventory_gateway_group() -> None:
+    hosts = {"citadelle-prod-gateway-2": {"group_names": ["gateway"]},
+             "citadelle-prod-bastion-1": {"group_names": ["bastion"]},
+             "citadelle-prod-gateway-1": {"group_names": ["gateway"]}}
+    assert fanout.gateway_hosts(hosts) == ["citadelle-prod-gateway-1", "citadelle-prod-gateway-2"]
 
 
 def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Path) -> None:
