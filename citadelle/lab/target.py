@@ -35,6 +35,7 @@ from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import Clone
 from citadelle.lab.source import ACCOUNT, Source
 from citadelle.migrate.context import StandInEndpoints
+from citadelle.migrate.fanout import endpoint
 
 # Lab clones standing in for one server of each node role, and the unhardened one.
 LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
@@ -186,11 +187,11 @@ class LabTarget:
 
     def gateway_url(self, url: str) -> str:
         """A loopback URL of this machine as a clone reaches it (QEMU's user-mode gateway)."""
-        parts = urlsplit(url)
-        if parts.hostname not in ("127.0.0.1", "localhost"):
+        found = endpoint(url)
+        if found["host"] not in ("127.0.0.1", "localhost"):
             raise CitadelleError(f"lab gateway: {url} is not a lab (loopback) endpoint")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts._replace(netloc=f"{collector.GUEST_ADDRESS}:{port}").geturl()
+        return urlsplit(url)._replace(
+            netloc=f"{collector.GUEST_ADDRESS}:{found['port']}").geturl()
 
     def gateway_role_vars(self) -> dict[str, Any]:
         return lab_role_vars(self.root)

@@ -25,7 +25,6 @@ from citadelle.migrate import cutover_command, engine, evidence, fanout, manifes
 from citadelle.migrate import plan as planning
 from citadelle.migrate.context import MigrationContext, read_json, resolve, safe_name
 from citadelle.migrate.standin import lab_stand_in
-from citadelle.paths import RUNS_DIR
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,9 +181,8 @@ def _copy(args: argparse.Namespace) -> int:
             jobs.append(fanout.Job(label, shard.gateway, container, files_from))
     if gateways is None:
         # The lab without --gateway: this machine stands in for the gateway.
-        results = [engine.run_local(engine.copy_args(ctx, j.container, j.files_from,
-                                                     run / f"{j.label}.log", cas),
-                                    engine.remote_env(ctx), j.label, run / f"{j.label}.log")
+        results = [engine.run_local(engine.copy_args(ctx, j.container, j.files_from, j.log, cas),
+                                    engine.remote_env(ctx), j.label, j.log)
                    for j in jobs]
     else:
         results = fanout.fan_out(ctx, jobs, gateways, cas, run)
@@ -223,16 +221,21 @@ def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateway
         return fanout.Gateways(stand_in.gateway_inventory(args.gateway), [args.gateway],
                         stand_in.gateway_role_vars(), stand_in.gateway_url,
                         lambda name: f"lab clone {name}")
-    from citadelle.deploy.inventory import host_vars, load_inventory  # noqa: PLC0415
+    from citadelle.deploy.inventory import (  # noqa: PLC0415
+        default_path,
+        host_vars,
+        hosts_in,
+        load_inventory,
+    )
     from citadelle.environment import Environment  # noqa: PLC0415
     from citadelle.environment.projections import role_vars  # noqa: PLC0415
 
-    inventory = args.inventory or RUNS_DIR / ctx.environment / "inventory.yml"
+    inventory = args.inventory or default_path(ctx.environment)
     if not inventory.is_file():
         raise CitadelleError(f"inventory {inventory} not found: the shards run on the "
                              f"environment's transfer gateways (`citadelle inventory "
                              f"{ctx.environment}` writes it, or pass --inventory FILE)")
-    names = fanout.gateway_hosts(host_vars(load_inventory(inventory)))
+    names = hosts_in(host_vars(load_inventory(inventory)), "gateway")
     if args.gateway:
         if args.gateway not in names:
             raise CitadelleError(f"--gateway {args.gateway}: not a gateway of {inventory} "

@@ -43,6 +43,11 @@ class Job:
     container: str
     files_from: Path  # the object names, in the copy's run folder
 
+    @property
+    def log(self) -> Path:
+        """rclone's JSON log of the job, beside its object names."""
+        return self.files_from.with_name(f"{self.label}.log")
+
 
 @dataclass(frozen=True)
 class Gateways:
@@ -57,7 +62,8 @@ class Gateways:
     label: Callable[[str], str] = str
 
 
-def _endpoint(url: str) -> dict[str, Any]:
+def endpoint(url: str) -> dict[str, Any]:
+    """The host, port (the scheme's when none is given) and protocol ``url`` connects to."""
     parts = urlsplit(url)
     if not parts.hostname:
         raise CitadelleError(f"transfer channel: {url!r} has no host")
@@ -67,7 +73,7 @@ def _endpoint(url: str) -> dict[str, Any]:
 
 def channel_egress(urls: Iterable[str]) -> list[dict[str, Any]]:
     """The channel's endpoints (host, port, proto) the gateway's fence admits."""
-    found = {(e["host"], e["port"]): e for e in map(_endpoint, urls)}
+    found = {(e["host"], e["port"]): e for e in map(endpoint, urls)}
     return [found[k] for k in sorted(found)]
 
 
@@ -77,13 +83,8 @@ def platform_egress(role_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
     found = [{"host": str(h), "port": NTP_PORT, "proto": "udp"}
              for h in role_vars.get("bp028_time_ntp_servers") or []]
     if role_vars.get("bp028_audit_forward_url"):
-        found.append(_endpoint(str(role_vars["bp028_audit_forward_url"])))
+        found.append(endpoint(str(role_vars["bp028_audit_forward_url"])))
     return found
-
-
-def gateway_hosts(inventory: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The inventory's transfer gateways (group ``gateway``)."""
-    return sorted(h for h, v in inventory.items() if "gateway" in v.get("group_names", ()))
 
 
 def fan_out(ctx: MigrationContext, jobs: Sequence[Job], gateways: Gateways, cas: Sequence[Path],
@@ -95,7 +96,7 @@ def fan_out(ctx: MigrationContext, jobs: Sequence[Job], gateways: Gateways, cas:
     by_host: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         args = engine.copy_args(ctx, job.container, Path(job.files_from.name),
-                                Path(f"{job.label}.log"), [Path(c) for c in remote_cas])
+                                Path(job.log.name), [Path(c) for c in remote_cas])
         by_host.setdefault(job.gateway, []).append(
             {"label": job.label, "files_from": str(job.files_from), "args": args})
     binary = engine.rclone_binary()
@@ -120,7 +121,6 @@ def fan_out(ctx: MigrationContext, jobs: Sequence[Job], gateways: Gateways, cas:
 
 
 def _result(job: Job, run: Path) -> engine.ShardResult:
-    log = run / f"{job.label}.log"
     record = run / f"{job.label}.result.json"
     if not record.is_file():
         raise CitadelleError(f"transfer: {job.gateway} returned no result for {job.label}")
@@ -128,6 +128,6 @@ def _result(job: Job, run: Path) -> engine.ShardResult:
     record.unlink()
     if data["stderr"].strip():
         (run / f"{job.label}.stderr").write_text(data["stderr"], encoding="utf-8")
-    stats = engine.stats_of(log)
+    stats = engine.stats_of(job.log)
     return engine.ShardResult(job.label, int(data["returncode"]), int(stats.get("transfers", 0)),
-                              int(stats.get("bytes", 0)), int(stats.get("errors", 0)), log)
+                              int(stats.get("bytes", 0)), int(stats.get("errors", 0)), job.log)

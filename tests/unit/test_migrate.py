@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from citadelle.deploy.inventory import hosts_in
 from citadelle.errors import CitadelleError
 from citadelle.migrate import evidence, fanout, manifest, plan
 from citadelle.migrate.context import Tuning
@@ -143,7 +144,7 @@ def test_shards_go_to_the_inventory_gateway_group() -> None:
     hosts = {"citadelle-prod-gateway-2": {"group_names": ["gateway"]},
              "citadelle-prod-bastion-1": {"group_names": ["bastion"]},
              "citadelle-prod-gateway-1": {"group_names": ["gateway"]}}
-    assert fanout.gateway_hosts(hosts) == ["citadelle-prod-gateway-1", "citadelle-prod-gateway-2"]
+    assert hosts_in(hosts, "gateway") == ["citadelle-prod-gateway-1", "citadelle-prod-gateway-2"]
 
 
 def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Path) -> None:
