@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +29,7 @@ from citadelle import paths
 from citadelle.errors import CitadelleError
 from citadelle.files import write_file
 from citadelle.migrate import engine, evidence, freeze, inventory, manifest
+from citadelle.migrate.context import read_json
 from citadelle.migrate.manifest import Entry
 from citadelle.migrate.state import STEPS, WorkspaceState, exclusive, now, parse, stamp
 from citadelle.migrate.sync import (
@@ -42,12 +43,22 @@ from citadelle.migrate.sync import (
 
 # -- verify of one workspace --------------------------------------------------------------
 
+# Per workspace: each object a verify proved equal, with what it read (the carry's baseline).
+VERIFIED = "verified.json"
 
-def verify(ws: Workspace, state: WorkspaceState) -> tuple[bool, Path, dict[str, Any]]:
+
+def verify(ws: Workspace, state: WorkspaceState, *,
+           carry: bool = False) -> tuple[bool, Path, dict[str, Any]]:
     """What the last sync copied is at the destination, byte for byte (SHA-256 both sides).
 
     Each synced object is read at the source only if its ETag is still the synced one (a
     conditional read): one changed since is lag, listed as such, not a difference.
+
+    ``carry`` (the cutover's final verify, inside the freeze): an object an earlier verify read
+    at both ends is not read again when neither side changed since: its source ETag is the one
+    that verify read, and the destination listing gives it the MD5 and size that verify read.
+    Only the objects copied or changed since are read. The evidence counts both, and names the
+    earlier verifies the carried objects rest on.
     """
     from azure.core import MatchConditions  # noqa: PLC0415
     from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError  # noqa: PLC0415
@@ -82,12 +93,17 @@ def verify(ws: Workspace, state: WorkspaceState) -> tuple[bool, Path, dict[str, 
                      last_modified=str(item.get("last_modified")))
 
     listed = [o for o in destination_listing(ws) if not o["name"].startswith(QUARANTINE)]
+    carried = unchanged_since_verified(load_verified(state), synced, listed) if carry else {}
     with ThreadPoolExecutor(max_workers=ws.ctx.tuning.checkers) as pool:
-        sources = dict(zip(synced, pool.map(read_source, synced), strict=True))
-        destinations = list(pool.map(read_destination, listed))
+        to_read = [k for k in synced if k not in carried]
+        sources = dict(zip(to_read, pool.map(read_source, to_read), strict=True))
+        destinations = list(pool.map(read_destination,
+                                     [o for o in listed if o["name"] not in carried]))
     since = sorted(k for k, e in sources.items() if e is None)
-    src_entries = [e for e in sources.values() if e is not None]
-    dst_entries = [e for e in destinations if e.key not in since]
+    src_entries = [e for e in sources.values() if e is not None] + \
+        [c.source for c in carried.values()]
+    dst_entries = [e for e in destinations if e.key not in since] + \
+        [c.destination for c in carried.values()]
     src = manifest.build(ws.ctx.environment, "source", ws.ctx.source.url, ws.containers,
                          src_entries)
     dst = manifest.build(ws.ctx.environment, "destination", url,
@@ -95,9 +111,17 @@ def verify(ws: Workspace, state: WorkspaceState) -> tuple[bool, Path, dict[str, 
     manifest.write(folder / "source-manifest.json", src)
     manifest.write(folder / "destination-manifest.json", dst)
     result = manifest.compare(manifest.entries(src), manifest.entries(dst))
+    read = {"objects": len(sources) - len(since), "bytes": sum(
+        e.size for e in sources.values() if e is not None)}
     body = {
         "environment": ws.ctx.environment, "lab": ws.ctx.lab, "workspace": ws.id,
         "ok": result.ok, "differences": result.as_json(), "changed_since_sync": since,
+        "mode": "incremental" if carry else "full", "read_both_ends": read,
+        "carried": {"objects": len(carried),
+                    "bytes": sum(c.source.size for c in carried.values()),
+                    "rule": "source ETag and destination MD5 and size as the verify named "
+                            "read them", "from_verifies": sorted({c.evidence for c in
+                                                                  carried.values()})},
         "source": {"endpoint": ws.ctx.source.url, "containers": list(ws.containers),
                    "manifest": "source-manifest.json", "manifest_sha256": manifest.digest(src),
                    **src["totals"]},
@@ -109,12 +133,64 @@ def verify(ws: Workspace, state: WorkspaceState) -> tuple[bool, Path, dict[str, 
         "engine": engine.version(), "gateways": [], "by": state_operator(),
     }
     sealed = evidence.write(folder / "evidence.json", body)
+    save_verified(state, result, src, dst, carried=carried, digest=sealed["digest"])
     state.data["last_verify"] = {"ok": result.ok, "at": stamp(), "evidence": str(
         folder / "evidence.json"), "digest": sealed["digest"], "objects": src["totals"]["objects"],
-        "bytes": src["totals"]["bytes"], "changed_since_sync": len(since)}
+        "bytes": src["totals"]["bytes"], "changed_since_sync": len(since), "read": read["objects"],
+        "carried": len(carried)}
     state.record("verify", started, ok=result.ok, evidence=folder.name,
-                 digest=sealed["digest"])
+                 digest=sealed["digest"], read=read["objects"], carried=len(carried))
     return result.ok, folder / "evidence.json", result.as_json()
+
+
+@dataclass(frozen=True)
+class Carried:
+    """An object proven equal by an earlier verify, unchanged at both ends since."""
+
+    source: Entry
+    destination: Entry
+    evidence: str
+
+
+def load_verified(state: WorkspaceState) -> dict[str, dict[str, Any]]:
+    path = state.folder / VERIFIED
+    return dict(read_json(path, "verified record")["objects"]) if path.is_file() else {}
+
+
+def unchanged_since_verified(verified: dict[str, dict[str, Any]], synced: dict[str, Any],
+                             listed: list[dict[str, Any]]) -> dict[str, Carried]:
+    """The objects whose both sides are still what an earlier verify read and found equal."""
+    carried: dict[str, Carried] = {}
+    for item in listed:
+        key = str(item["name"])
+        proof, copied = verified.get(key), synced.get(key)
+        if not proof or not copied or copied["etag"] != proof["etag"] or \
+                str(item.get("hash")) != proof["md5"] or int(item["bytes"]) != proof["size"]:
+            continue
+        carried[key] = Carried(
+            Entry(key, proof["size"], proof["sha256"], etag=proof["etag"],
+                  last_modified=copied["last_modified"]),
+            Entry(key, proof["size"], proof["sha256"], md5=proof["md5"],
+                  last_modified=str(item.get("last_modified"))),
+            str(proof["evidence"]))
+    return carried
+
+
+def save_verified(state: WorkspaceState, result: manifest.Comparison, src: dict[str, Any],
+                  dst: dict[str, Any], *, carried: dict[str, Carried], digest: str) -> None:
+    """Record the objects this verify proved equal, each with the verify that read it."""
+    differing = {k for keys in result.as_json().values() for k in keys}
+    destination = manifest.entries(dst)
+    objects = {}
+    for key, entry in manifest.entries(src).items():
+        if key in differing or key not in destination:
+            continue
+        objects[key] = {"etag": entry.etag, "sha256": entry.sha256, "size": entry.size,
+                        "md5": destination[key].md5,
+                        "evidence": carried[key].evidence if key in carried else digest}
+    state.folder.mkdir(parents=True, exist_ok=True)
+    write_file(state.folder / VERIFIED, json.dumps({"saved": stamp(), "objects": objects},
+                                                   sort_keys=True) + "\n")
 
 
 def state_operator() -> str:
@@ -248,7 +324,7 @@ def _final(ws: Workspace, state: WorkspaceState, folder: Path) -> dict[str, Any]
     if result.lag["objects"]:
         raise CitadelleError(f"workspace {ws.id}: still {result.lag['objects']} objects of lag "
                              "after the final sync of a frozen source; not switching")
-    ok, path, differences = verify(ws, state)
+    ok, path, differences = verify(ws, state, carry=True)
     if not ok:
         raise CitadelleError(f"workspace {ws.id}: final verify found differences "
                              f"({ {k: len(v) for k, v in differences.items() if v} }); evidence "
@@ -380,6 +456,7 @@ def rollback(ws: Workspace, state: WorkspaceState, report: Callable[[str], None]
                      folder=folder.name)
         state.set_phase("in sync")
         state.sync_manifest.unlink(missing_ok=True)
+        (state.folder / VERIFIED).unlink(missing_ok=True)
         report(f"workspace {ws.id}: {len(written)} objects written in the EU copied back, "
                f"{len(deleted)} deleted there deleted at the source; writers restored, data "
                "location back to the source (sync again before a new cutover)")

@@ -263,6 +263,23 @@ def test_writes_during_the_freeze_were_refused_and_seen(switched: dict[str, Any]
           "refused during the freeze")
 
 
+def test_the_final_verify_reads_only_what_changed_since_the_double_run_verify(
+        switched: dict[str, Any], run_dir: Path) -> None:
+    """Inside the freeze, objects the double run's verify read at both ends and that changed at
+    neither end since are carried (ETag, MD5, size), the rest is read and hashed again."""
+    recorded = state(run_dir)
+    [bulk, final] = [h for h in recorded["history"] if h["action"] == "verify"][:2]
+    assert (bulk["carried"], final["digest"]) == (0, recorded["steps"]["final"]["details"][
+        "digest"])
+    evidence = json.loads(Path(recorded["steps"]["final"]["details"]["evidence"]).read_text())
+    assert evidence["mode"] == "incremental" and evidence["ok"] is True
+    carried, read = evidence["carried"]["objects"], evidence["read_both_ends"]["objects"]
+    assert carried >= SEED_OBJECTS - 1  # the seed (one deleted) did not change since
+    assert read >= 1  # the writer's objects copied after the bulk verify
+    assert carried + read == evidence["source"]["objects"]
+    assert evidence["carried"]["from_verifies"] == [bulk["digest"]]
+
+
 def test_switch_points_the_stack_and_namespace_at_the_eu(switched: dict[str, Any], root: Path,
                                                          run_dir: Path) -> None:
     stack = yaml.safe_load((root / "environments" / f"Pulumi.{ENV}.yaml").read_text())

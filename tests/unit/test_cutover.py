@@ -1,4 +1,5 @@
-"""The double run's logic without services: delta and lag, window, lock, data parity, custody."""
+"""The double run's logic without services: delta and lag, window, lock, the verify's carry,
+data parity, custody."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from citadelle.environment.settings import DataMigration
 from citadelle.errors import CitadelleError
 from citadelle.migrate import manifest
 from citadelle.migrate.custody import custody
-from citadelle.migrate.cutover import check_window
+from citadelle.migrate.cutover import (
+    check_window,
+    load_verified,
+    save_verified,
+    unchanged_since_verified,
+)
 from citadelle.migrate.manifest import Entry
 from citadelle.migrate.state import WorkspaceState, exclusive
 from citadelle.migrate.sync import Workspace, delta
@@ -41,6 +47,56 @@ def test_delta_finds_new_changed_and_deleted_and_the_lag() -> None:
     assert lag["oldest_change_seconds"] == pytest.approx(120, abs=1)
     assert delta(current, current).lag(current, NOW) == {
         "objects": 0, "bytes": 0, "oldest_change_seconds": 0.0}
+
+
+def verified_pair(tmp_path: Path) -> WorkspaceState:
+    """A workspace whose last verify read c/same, c/src-changed, c/dst-changed and found them
+    equal, and found c/bad different at the destination."""
+    state = WorkspaceState.load(tmp_path, "a")
+    src = manifest.build("dev", "source", "https://src", ["c"], [
+        Entry(f"c/{n}", 10, f"sha-{n}", etag=f"etag-{n}") for n in
+        ("same", "src-changed", "dst-changed", "bad")])
+    dst = manifest.build("dev", "destination", "https://dst", ["d"], [
+        Entry(f"c/{n}", 10, "other" if n == "bad" else f"sha-{n}", md5=f"md5-{n}") for n in
+        ("same", "src-changed", "dst-changed", "bad")])
+    result = manifest.compare(manifest.entries(src), manifest.entries(dst))
+    assert result.hash_mismatch == ["c/bad"]
+    save_verified(state, result, src, dst, carried={}, digest="d1")
+    return state
+
+
+def test_only_what_changed_at_neither_end_is_carried(tmp_path: Path) -> None:
+    state = verified_pair(tmp_path)
+    proven = load_verified(state)
+    # A difference is never recorded as proven: the next verify reads it again.
+    assert sorted(proven) == ["c/dst-changed", "c/same", "c/src-changed"]
+    synced = {f"c/{n}": listed(f"etag-{n}", 10, 60) for n in ("same", "dst-changed", "bad")}
+    synced["c/src-changed"] = listed("etag-new", 10, 5)  # written again at the source
+    synced["c/new"] = listed("etag-x", 10, 5)
+    listing = [{"name": f"c/{n}", "hash": f"md5-{n}", "bytes": 10, "last_modified": "t"}
+               for n in ("same", "src-changed", "bad", "new")]
+    listing.append({"name": "c/dst-changed", "hash": "md5-tampered", "bytes": 10,
+                    "last_modified": "t"})
+    carried = unchanged_since_verified(proven, synced, listing)
+    assert sorted(carried) == ["c/same"]
+    assert carried["c/same"].source.sha256 == carried["c/same"].destination.sha256 == "sha-same"
+    assert carried["c/same"].evidence == "d1"
+    # Same MD5 but another size (a truncated object) is read again too.
+    listing[0]["bytes"] = 9
+    assert unchanged_since_verified(proven, synced, listing) == {}
+
+
+def test_a_carried_object_keeps_the_verify_that_read_it(tmp_path: Path) -> None:
+    state = verified_pair(tmp_path)
+    synced = {"c/same": listed("etag-same", 10, 60)}
+    listing = [{"name": "c/same", "hash": "md5-same", "bytes": 10, "last_modified": "t"}]
+    carried = unchanged_since_verified(load_verified(state), synced, listing)
+    src = manifest.build("dev", "source", "https://src", ["c"], [carried["c/same"].source])
+    dst = manifest.build("dev", "destination", "https://dst", ["d"],
+                         [carried["c/same"].destination])
+    save_verified(state, manifest.compare(manifest.entries(src), manifest.entries(dst)),
+                  src, dst, carried=carried, digest="d2")
+    assert load_verified(state)["c/same"]["evidence"] == "d1"
 
 
 def move(start: datetime.datetime, end: datetime.datetime) -> DataMigration:
@@ -99,6 +155,7 @@ def test_custody_tells_each_step_with_who_and_when(tmp_path: Path) -> None:
     run = tmp_path / "migrate" / "dev-lab"
     state = WorkspaceState.load(run, "demo")
     state.record("sync", NOW, objects=3)
+    state.data["history"][0]["by"] = "sync-robot@gw1"
     state.data.update(
         phase="switched", retention_until="2027-01-01T00:00:00+00:00",
         freeze={"started": "2026-12-04T18:00:00.000+00:00",
@@ -115,4 +172,6 @@ def test_custody_tells_each_step_with_who_and_when(tmp_path: Path) -> None:
     assert cells["phase"] == "switched" and cells["verifies"] == "0 run(s)"
     assert "(20.0 s)" in cells["freeze"] and "refused 403 AuthenticationFailed" in cells["freeze"]
     assert cells["switch"].startswith("2026-12-04T18:00:15+00:00, gate exit 0")
-    assert "ops@host" in cells["who"] and cells["retired"] == "-"
+    assert cells["who"] == ("sync: sync-robot@gw1; cutover freeze: ops@host; "
+                            "cutover switch: ops@host")
+    assert cells["retired"] == "-"
