@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from citadelle.errors import CitadelleError
 from citadelle.migrate import evidence
@@ -36,6 +37,16 @@ def _recheck(path: Path) -> str:
     except CitadelleError as err:
         return f"unreadable ({err})"
     return "holds" if not problems else "; ".join(problems)
+
+
+def _who(history: list[dict[str, Any]], steps: dict[str, dict[str, Any]]) -> str:
+    """Who ran each action and cutover step, in the order they first ran."""
+    by: dict[str, list[str]] = {}
+    for action, who in [(h["action"], h["by"]) for h in history] + [
+            (f"cutover {name}", step["by"]) for name, step in steps.items()]:
+        if who not in by.setdefault(action, []):
+            by[action].append(who)
+    return "; ".join(f"{action}: {', '.join(who)}" for action, who in by.items()) or "-"
 
 
 def custody(env: str, base: Path) -> list[Custody]:
@@ -74,8 +85,7 @@ def custody(env: str, base: Path) -> list[Custody]:
             deleted = sum(v["objects"] for v in retired["deleted"].values()) if retired else 0
             retired_text = (f"{retired['at']}: {deleted} objects deleted, listing empty, "
                             f"evidence {retired['digest'][:16]}" if retired else "-")
-            who = sorted({h["by"] for h in history} | {s["by"] for s in steps.values()})
             rows.append(Custody(str(folder.parent), (
                 data["workspace"], state.phase, manifests, verify_text, freeze_text,
-                switch_text, retired_text, ", ".join(who) or "-")))
+                switch_text, retired_text, _who(history, steps))))
     return rows

@@ -3,6 +3,8 @@ waivers; requirements without control shown as such; totals by chapter add up.""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,11 @@ from citadelle.evidence.report import (
     STATUSES,
     build_report,
     collect_evidence,
+    render_html,
     render_markdown,
 )
+from citadelle.migrate.custody import custody
+from citadelle.migrate.state import WorkspaceState
 
 pytestmark = pytest.mark.unit
 
@@ -177,3 +182,18 @@ def test_a_check_without_host_is_not_judged_by_the_baseline():
                          ("18.4",), "passed")]
     evidence = collect_evidence([], {}, [entry], result, [], baseline=result, partial={})
     assert evidence["18.4"].verdict == ("met", "")
+
+
+def test_custody_section_names_who_ran_each_step(report, tmp_path: Path) -> None:
+    state = WorkspaceState.load(tmp_path / "migrate" / "dev", "demo")
+    state.record("verify", datetime.datetime.now(datetime.UTC), ok=True)
+    state.data["history"][0]["by"] = "auditor@eu-host"
+    state.data["steps"] = {"freeze": {"by": "ops@eu-host"}}
+    state.save()
+    chained = dataclasses.replace(report, custody=custody("dev", tmp_path))
+    expected = "verify: auditor@eu-host; cutover freeze: ops@eu-host"
+    text = render_markdown(chained)
+    section = text.split("chain of custody per workspace", 1)[1]
+    assert "| demo | planned |" in section and expected in section
+    assert f"<td>{expected}</td>" in render_html(chained)
+    assert "No workspace cutover" in render_markdown(dataclasses.replace(report, custody=[]))
