@@ -15,6 +15,7 @@ finished steps and redoes the one a crash interrupted, every step being idempote
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
@@ -430,23 +431,13 @@ def rollback(ws: Workspace, state: WorkspaceState, report: Callable[[str], None]
                                  f"{until.isoformat()}; the source may be retired, no rollback")
         started = now()
         folder = state.run_folder("rollback")
-        final = _final_destination(state)
-        listed = {o["name"]: o for o in destination_listing(ws)
-                  if not o["name"].startswith(QUARANTINE)}
-        written = sorted(k for k, o in listed.items()
-                         if k not in final or final[k] != o.get("hash"))
-        deleted = sorted(set(final) - set(listed))
-        copied = _copy_back(ws, written, folder)
-        service = inventory.source_client(ws.ctx.source)
-        for key in deleted:
-            container, name = key.split("/", 1)
-            service.get_blob_client(container, name).delete_blob()
+        written, deleted, copied, passes = _bring_back(ws, _final_destination(state), folder)
         for container in ws.containers:
             freeze.set_writable(ws.ctx.source, container, writable=True)
         set_location(ws.ctx.environment, ws.id, "source")
         gate = run_gate(ws.ctx.environment, folder)
         details = {"written_in_eu": written, "deleted_in_eu": deleted, "copied_back": copied,
-                   "gate": gate}
+                   "passes": passes, "gate": gate}
         write_file(folder / "rollback.json", json.dumps(details, indent=2) + "\n")
         state.data["steps"] = {}
         state.data.pop("freeze", None)
@@ -463,6 +454,46 @@ def rollback(ws: Workspace, state: WorkspaceState, report: Callable[[str], None]
     return 0
 
 
+# A rollback copies until a listing of the EU container shows no change since the previous one.
+ROLLBACK_PASSES = 5
+
+
+def _bring_back(ws: Workspace, final: dict[str, str],
+                folder: Path) -> tuple[list[str], list[str], int, int]:
+    """Copy back to the source what the EU container gained, changed or lost since ``final``.
+
+    Passes repeat until a fresh listing equals the one the pass worked from, so a write made in
+    the EU while a pass ran is brought back too; EU writers still active after
+    ``ROLLBACK_PASSES`` passes refuse the rollback (stop them, rerun) before the switch back.
+    """
+    from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415
+
+    service = inventory.source_client(ws.ctx.source)
+    applied: dict[str, str | None] = dict(final)  # key -> MD5 the source now matches
+    written: set[str] = set()
+    deleted: set[str] = set()
+    copied = 0
+    for number in range(1, ROLLBACK_PASSES + 1):
+        listed = {o["name"]: str(o.get("hash")) for o in destination_listing(ws)
+                  if not o["name"].startswith(QUARANTINE)}
+        changed = sorted(k for k, md5 in listed.items() if applied.get(k) != md5)
+        gone = sorted(k for k, md5 in applied.items() if md5 is not None and k not in listed)
+        if not changed and not gone:
+            return sorted(written), sorted(deleted), copied, number
+        copied += _copy_back(ws, changed, folder / f"pass-{number}")
+        for key in gone:
+            container, name = key.split("/", 1)
+            with contextlib.suppress(ResourceNotFoundError):  # an interrupted rollback's
+                service.get_blob_client(container, name).delete_blob()
+        applied.update({k: listed[k] for k in changed} | dict.fromkeys(gone))
+        written.update(changed)
+        deleted.update(gone)
+    raise CitadelleError(f"workspace {ws.id}: the EU container still changes after "
+                         f"{ROLLBACK_PASSES} copy-back passes: stop its writers, then rerun "
+                         "the rollback (the source is not writable yet, the data location "
+                         "unchanged)")
+
+
 def _final_destination(state: WorkspaceState) -> dict[str, str]:
     """Key -> MD5 of the destination as the final verify read it (the switch's baseline)."""
     path = Path(state.data["last_verify"]["evidence"]).parent / "destination-manifest.json"
@@ -477,6 +508,7 @@ def _copy_back(ws: Workspace, keys: list[str], folder: Path) -> int:
         container, name = key.split("/", 1)
         by_container.setdefault(container, []).append(name)
     moved = 0
+    folder.mkdir(parents=True, exist_ok=True)
     for container, names in sorted(by_container.items()):
         files = folder / f"{container}.files"
         files.write_text("".join(f"{n}\n" for n in names))

@@ -320,10 +320,18 @@ def test_rollback_brings_back_the_writes_made_in_the_eu(switched: dict[str, Any]
     written = b"written in the EU after the switch " + os.urandom(64)
     member.object_store.upload_object(container=DESTINATION,
                                       name=f"{SOURCE_CONTAINER}/eu/new.csv", data=written)
+    seeded = sorted(k for k in destination_hashes(member) if not k.startswith(
+        (f"{SOURCE_CONTAINER}/writer/", ".citadelle-quarantine/", f"{SOURCE_CONTAINER}/eu/")))
+    changed, removed = seeded[0], seeded[1]
+    rewritten = b"changed in the EU " + os.urandom(64)
+    member.object_store.upload_object(container=DESTINATION, name=changed, data=rewritten)
+    member.object_store.delete_object(removed, container=DESTINATION)
     proc = migrate(root, "rollback", run_dir, "--workspace", WS, check=0)
-    assert "1 objects written in the EU copied back" in proc.stdout
-    data = source.client().get_blob_client(SOURCE_CONTAINER, "eu/new.csv").download_blob()
-    assert data.readall() == written
+    assert "2 objects written in the EU copied back, 1 deleted there deleted at the source" \
+        in proc.stdout
+    at_source = source_hashes(source)
+    assert at_source[f"{SOURCE_CONTAINER}/eu/new.csv"] == sha(written)
+    assert at_source[changed] == sha(rewritten) and removed not in at_source
     stack = yaml.safe_load((root / "environments" / f"Pulumi.{ENV}.yaml").read_text())
     assert stack["config"]["citadelle:dataLocations"] == {WS: "source"}
     assert state(run_dir)["phase"] == "in sync"

@@ -175,3 +175,57 @@ def test_custody_tells_each_step_with_who_and_when(tmp_path: Path) -> None:
     assert cells["who"] == ("sync: sync-robot@gw1; cutover freeze: ops@host; "
                             "cutover switch: ops@host")
     assert cells["retired"] == "-"
+
+
+class FakeSource:
+    """The source side of a rollback: records deletions."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def get_blob_client(self, container: str, name: str) -> Any:
+        outer = self
+
+        class Blob:
+            def delete_blob(self) -> None:
+                outer.deleted.append(f"{container}/{name}")
+
+        return Blob()
+
+
+def test_rollback_copies_back_until_the_eu_side_stops_changing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from citadelle.migrate import cutover
+
+    listings = [  # an EU writer adds c/late while the first pass copies
+        {"c/a": "md5-a", "c/b": "md5-b2", "c/new": "md5-n"},
+        {"c/a": "md5-a", "c/b": "md5-b2", "c/new": "md5-n", "c/late": "md5-l"},
+        {"c/a": "md5-a", "c/b": "md5-b2", "c/new": "md5-n", "c/late": "md5-l"},
+    ]
+    copies: list[list[str]] = []
+    source = FakeSource()
+    monkeypatch.setattr(cutover, "destination_listing", lambda ws: [
+        {"name": k, "hash": v} for k, v in listings.pop(0).items()])
+    monkeypatch.setattr(cutover, "_copy_back",
+                        lambda ws, keys, folder: copies.append(keys) or len(keys))
+    monkeypatch.setattr(cutover.inventory, "source_client", lambda access: source)
+    ws = cast(Any, type("Ws", (), {"id": "a", "ctx": type("Ctx", (), {"source": None})()})())
+    final = {"c/a": "md5-a", "c/b": "md5-b", "c/gone": "md5-g"}
+    written, deleted, copied, passes = cutover._bring_back(ws, final, tmp_path)
+    assert copies == [["c/b", "c/new"], ["c/late"]]
+    assert (written, deleted, copied, passes) == (["c/b", "c/late", "c/new"], ["c/gone"], 3, 3)
+    assert source.deleted == ["c/gone"]
+
+
+def test_rollback_refuses_while_the_eu_side_keeps_changing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from citadelle.migrate import cutover
+
+    counter = iter(range(100))
+    monkeypatch.setattr(cutover, "destination_listing", lambda ws: [
+        {"name": "c/busy", "hash": f"md5-{next(counter)}"}])
+    monkeypatch.setattr(cutover, "_copy_back", lambda ws, keys, folder: len(keys))
+    monkeypatch.setattr(cutover.inventory, "source_client", lambda access: FakeSource())
+    ws = cast(Any, type("Ws", (), {"id": "a", "ctx": type("Ctx", (), {"source": None})()})())
+    with pytest.raises(CitadelleError, match="still changes after 5 copy-back passes"):
+        cutover._bring_back(ws, {}, tmp_path)
