@@ -225,16 +225,20 @@ def run_pipeline(run: Run, first: str = STEPS[0], last: str = STEPS[-1],
 
 def _handle(args: argparse.Namespace) -> int:
     first = args.from_step or STEPS[0]
-    if args.to_step and STEPS.index(args.to_step) < STEPS.index(first):
+    last = args.to_step or STEPS[-1]
+    if STEPS.index(last) < STEPS.index(first):
         raise CitadelleError(f"--to-step {args.to_step} comes before --from-step {first}")
-    if args.outputs:
-        if STEPS.index(first) < STEPS.index("inventory"):
+    hardens = STEPS.index(first) <= STEPS.index("harden") <= STEPS.index(last)
+    if args.outputs or (first == STEPS[0] and not args.run):
+        if args.outputs and STEPS.index(first) < STEPS.index("inventory"):
             raise CitadelleError("--outputs replaces the up step: use it with --from-step "
                                  "inventory (or a later step)")
+        if hardens:  # before the run folder, the gate or `pulumi up`
+            make_target(args.target, lab_run_dir=Path(args.lab_run_dir) if args.lab_run_dir
+                        else None).require_hardening_secrets()
         run = Run.create(args.env, args.target, lab_run_dir=args.lab_run_dir)
-        shutil.copyfile(args.outputs, run.outputs)
-    elif first == STEPS[0] and not args.run:
-        run = Run.create(args.env, args.target, lab_run_dir=args.lab_run_dir)
+        if args.outputs:
+            shutil.copyfile(args.outputs, run.outputs)
     else:
         directory = Path(args.run) if args.run else latest_run(args.env)
         if directory is None:
@@ -244,7 +248,9 @@ def _handle(args: argparse.Namespace) -> int:
         run = Run.load(directory)
         if run.env != args.env:
             raise CitadelleError(f"{directory} is a run of {run.env}, not {args.env}")
-    return run_pipeline(run, first, args.to_step or STEPS[-1])
+        if hardens:
+            run.target_().require_hardening_secrets()
+    return run_pipeline(run, first, last)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

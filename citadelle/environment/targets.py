@@ -16,7 +16,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -52,6 +55,10 @@ class Target(Protocol):
 
     def access(self, env: Environment) -> Access: ...
 
+    def require_hardening_secrets(self) -> None:
+        """Refuse, before anything is touched, what a hardening run would lack."""
+        ...
+
     def prepare(self, env: Environment) -> list[str]:
         """Start what the target serves its hosts; lines saying what was started."""
         ...
@@ -83,12 +90,36 @@ def read_json(path: Path) -> Any:
         raise CitadelleError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
 
 
+# The environment's GRUB superuser password hash (BP-028 R5): a file of the operators', given by
+# --grub-password-hash-file or this variable, read by Ansible on the controller, never copied.
+GRUB_HASH_ENV = "CITADELLE_GRUB_PASSWORD_HASH_FILE"
+GRUB_HASH = re.compile(r"^grub\.pbkdf2\.sha512\.([0-9]+)\.[0-9A-F]{32,}\.[0-9A-F]{128}$")
+
+
+def grub_hash_vars(path: Path) -> dict[str, str]:
+    """The role variable reading the hash from ``path``, once the file is checked."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise CitadelleError(f"GRUB password hash file {path}: {err.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CitadelleError(f"GRUB password hash file {path}: readable by others (mode "
+                             f"{stat.S_IMODE(mode):04o}); chmod 600 it")
+    if not GRUB_HASH.match(text):
+        raise CitadelleError(f"GRUB password hash file {path}: not the output of "
+                             "grub-mkpasswd-pbkdf2 (grub.pbkdf2.sha512.ITERATIONS.SALT.HASH)")
+    return {"bp028_kernel_grub_password_hash":
+            "{{ lookup('ansible.builtin.file', " + json.dumps(str(path.resolve())) + ") }}"}
+
+
 @dataclass(frozen=True)
 class CloudTarget:
     """The environment deployed on its cloud: outputs from the Pulumi CLI or a saved file."""
 
     outputs_file: Path | None = None
     become_password_file: Path | None = None
+    grub_password_hash_file: Path | None = None
     name: str = "cloud"
 
     @property
@@ -157,8 +188,20 @@ class CloudTarget:
         return outputs, "pulumi up: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.items()))
 
     def access(self, env: Environment) -> Access:
-        # Operators log in with their own agent-held keys; nothing is imposed on the roles.
-        return Access(become_password_file=self.become_password_file)
+        # Operators log in with their own agent-held keys; the only role variable the target
+        # adds is the GRUB password hash, from the operators' file.
+        hashed = self.grub_password_hash_file
+        return Access(become_password_file=self.become_password_file,
+                      role_vars=grub_hash_vars(hashed) if hashed else {})
+
+    def require_hardening_secrets(self) -> None:
+        """Refuse, before anything is touched, a hardening run that would lack the hash."""
+        if self.grub_password_hash_file is None:
+            raise CitadelleError(
+                "hardening a cloud environment needs its GRUB superuser password hash (BP-028 "
+                "R5): pass --grub-password-hash-file FILE or set "
+                f"{GRUB_HASH_ENV} (FILE: the output of grub-mkpasswd-pbkdf2, mode 600)")
+        grub_hash_vars(self.grub_password_hash_file)
 
     def prepare(self, env: Environment) -> list[str]:
         return []
@@ -185,26 +228,37 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--become-password-file", metavar="FILE", type=Path, default=None,
                         help="with --target cloud: file holding the admin's sudo password "
                         "(referenced, never copied)")
+    parser.add_argument("--grub-password-hash-file", metavar="FILE", type=Path, default=None,
+                        help="with --target cloud: file holding the GRUB superuser's "
+                        f"grub-mkpasswd-pbkdf2 hash, mode 600 (default: ${GRUB_HASH_ENV}; "
+                        "referenced, never copied)")
     parser.add_argument("--lab-run-dir", metavar="DIR", type=Path, default=None,
                         help="with --target lab: folder of the clones (default: .lab/)")
 
 
 def make_target(name: str, *, from_file: Path | None = None,
                 become_password_file: Path | None = None,
+                grub_password_hash_file: Path | None = None,
                 lab_run_dir: Path | None = None) -> Target:
-    """The target called ``name``, with the options that apply to it."""
+    """The target called ``name``, with the options that apply to it (the GRUB hash file
+    defaults to ``$CITADELLE_GRUB_PASSWORD_HASH_FILE`` for the cloud)."""
     if name not in TARGETS:
         raise CitadelleError(f"unknown target {name!r} (known: {', '.join(sorted(TARGETS))})",
                              exit_code=2)
     module, _, attribute = TARGETS[name].partition(":")
     factory = getattr(importlib.import_module(module), attribute)
     if name == "cloud":
-        target: Target = factory(outputs_file=from_file,
-                                 become_password_file=become_password_file)
+        from_env = os.environ.get(GRUB_HASH_ENV)
+        target: Target = factory(
+            outputs_file=from_file, become_password_file=become_password_file,
+            grub_password_hash_file=grub_password_hash_file or (
+                Path(from_env) if from_env else None))
     else:
-        if from_file is not None or become_password_file is not None:
-            raise CitadelleError("--from and --become-password-file are for --target cloud; "
-                                 "the lab supplies its own outputs and credentials", exit_code=2)
+        if from_file is not None or become_password_file is not None or \
+                grub_password_hash_file is not None:
+            raise CitadelleError("--from, --become-password-file and --grub-password-hash-file "
+                                 "are for --target cloud; the lab supplies its own outputs and "
+                                 "credentials", exit_code=2)
         target = factory(run_dir=lab_run_dir)
     return target
 
@@ -212,4 +266,5 @@ def make_target(name: str, *, from_file: Path | None = None,
 def target_from_args(args: argparse.Namespace) -> Target:
     return make_target(args.target, from_file=args.from_file,
                        become_password_file=args.become_password_file,
+                       grub_password_hash_file=args.grub_password_hash_file,
                        lab_run_dir=args.lab_run_dir)

@@ -118,6 +118,9 @@ class LabTarget:
     def lab(self) -> Lab:
         return Lab(self.root, run_dir=self.run_dir)
 
+    def require_hardening_secrets(self) -> None:
+        """Nothing to ask: the lab draws its own GRUB password (``lab_role_vars``)."""
+
     def up(self, env: Environment, log: Path) -> tuple[StackOutputs, str]:
         started = time.monotonic()
         lab = self.lab()
