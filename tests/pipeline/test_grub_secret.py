@@ -3,9 +3,9 @@ referenced by the inventory (never copied into it), checked before anything is t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +20,7 @@ from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.targets import GRUB_HASH, GRUB_HASH_ENV, make_target
 from citadelle.errors import CitadelleError
+from citadelle.lab.grub import grub_pbkdf2
 
 pytestmark = [pytest.mark.unit, pytest.mark.bp028("R5")]
 
@@ -31,16 +32,10 @@ OUTPUTS = {
 }
 
 
-def grub_hash(password: bytes, salt: bytes, iterations: int = 10000) -> str:
-    """What grub-mkpasswd-pbkdf2 prints for ``password``: PBKDF2-HMAC-SHA512, upper hex."""
-    derived = hashlib.pbkdf2_hmac("sha512", password, salt, iterations)
-    return f"grub.pbkdf2.sha512.{iterations}.{salt.hex().upper()}.{derived.hex().upper()}"
-
-
 @pytest.fixture
 def hash_file(tmp_path: Path) -> Path:
     path = tmp_path / "grub.hash"
-    path.write_text(grub_hash(os.urandom(16), os.urandom(32)) + "\n")
+    path.write_text(grub_pbkdf2(secrets.token_urlsafe(16), secrets.token_bytes(64)) + "\n")
     path.chmod(0o600)
     return path
 
