@@ -108,6 +108,21 @@ def render_readme(role: Path, reference: Path = REFERENCE_DIR / "anssi-bp028.yam
         "|---|---|---|",
     ]
     lines += [f"| {i} | {recs[i]['level']} | {recs[i]['title']} |" for i in cited_ids(role)]
+    partial = load_yaml(role / "meta" / "partial.yml") if (role / "meta" /
+                                                            "partial.yml").is_file() else []
+    if partial:
+        lines += [
+            "",
+            "## Partially met",
+            "",
+            "Where a recommendation conflicts with operating the platform, the role applies the"
+            " strictest workable rule; the evidence report shows these as \"partially met\" with"
+            " the reason (`meta/partial.yml`), never as met.",
+            "",
+            "| Id | Why only in part |",
+            "|---|---|",
+        ]
+        lines += [f"| {e['id']} | {_cell(e['reason'])} |" for e in partial]
     lines += [
         "",
         "## Variables",

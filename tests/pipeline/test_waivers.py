@@ -3,6 +3,7 @@ fail, unknown requirement ids and malformed entries are refused."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
@@ -20,6 +21,7 @@ from citadelle.environment import Environment
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
 from citadelle.evidence.report import synthetic_outputs
+from citadelle.paths import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -145,3 +147,33 @@ def test_failures_are_findings_in_the_shared_sarif(tmp_path, short_retention_inv
         "citadelle-dev-bastion-1", "citadelle-dev-gateway-1"]
     assert all(r["properties"]["snc"] == ["12.6"] for r in results)
     assert run.exit_code == 1
+
+
+# Boot-time, AppArmor and GRUB recommendations: the lab boots its clones like servers (GRUB
+# from their own disk, the reboot step), so none of their checks may be waived there.
+BOOT_TIME = {"R5", "R7", "R8", "R10", "R29", "R33", "R45"}
+
+
+def boot_time_checks() -> set[str]:
+    found = {"test_kernel_command_line"}  # its cases are R7, R8, R33 and R45's parameters
+    for path in (REPO_ROOT / "checks").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for mark in node.decorator_list:
+                if isinstance(mark, ast.Call) and getattr(mark.func, "attr", "") == "bp028" \
+                        and {a.value for a in mark.args if isinstance(a, ast.Constant)} & BOOT_TIME:
+                    found.add(node.name)
+    return found
+
+
+def test_the_lab_waives_little_and_never_a_boot_time_check() -> None:
+    entries = yaml.safe_load((REPO_ROOT / "waivers" / "lab.yaml").read_text())["waivers"]
+    assert len(entries) <= 10
+    boot = boot_time_checks()
+    assert {"test_grub_menu_needs_the_superuser_password",
+            "test_apparmor_enforces_every_loaded_profile",
+            "test_module_loading_is_locked_after_boot"} <= boot
+    for entry in entries:
+        assert entry["requirement"] not in BOOT_TIME
+        assert not set(entry["checks"]) & boot, entry

@@ -22,6 +22,7 @@ from citadelle.evidence.report import (
     collect_evidence,
     render_html,
     render_markdown,
+    role_partials,
 )
 from citadelle.migrate.custody import custody
 from citadelle.migrate.state import WorkspaceState
@@ -197,3 +198,17 @@ def test_custody_section_names_who_ran_each_step(report, tmp_path: Path) -> None
     assert "| demo | planned |" in section and expected in section
     assert f"<td>{expected}</td>" in render_html(chained)
     assert "No workspace cutover" in render_markdown(dataclasses.replace(report, custody=[]))
+
+
+@pytest.mark.parametrize("rid", sorted(role_partials()))
+def test_what_a_role_declares_partial_is_never_met(report, rid: str) -> None:
+    # The roles' own declarations (meta/partial.yml), not a test double: R39-R41, R45.
+    row = _row(report.bp028, rid)
+    assert row.evidence.partial == role_partials()[rid]
+    assert row.evidence.status != "met"
+    if row.evidence.status == "partially met":
+        assert role_partials()[rid][0].split(": ", 1)[1] in row.evidence.verdict[1]
+
+
+def test_the_roles_declare_the_partial_items_of_the_hardening_issue() -> None:
+    assert {"R39", "R40", "R41", "R45"} <= set(role_partials())
