@@ -14,6 +14,16 @@ from citadelle.evidence.findings import Check as FindingCheck
 from citadelle.evidence.findings import Finding, Rule
 
 
+def rule_catalogue() -> list[Rule]:
+    """Every rule conformance and drift can report: the requirements the cloud layer covers."""
+    # Imported here: the audits pull in the OpenStack SDK.
+    from citadelle.audit import conformance, drift, objectstore  # noqa: PLC0415
+
+    rules = {v.id: v for m in (conformance, drift, objectstore) for v in vars(m).values()
+             if isinstance(v, Rule)}
+    return [rules[k] for k in sorted(rules)]
+
+
 def table(results: Sequence[Result]) -> str:
     rows = [("STATUS", "SEVERITY", "CHECK", "SNC 3.2", "DETAIL")]
     rows += [

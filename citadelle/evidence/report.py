@@ -12,10 +12,12 @@ enforce or verify it and their latest results:
 - waivers (``waivers/<env>.yaml``, plus ``waivers/lab.yaml`` for lab runs).
 
 Each row gets one status, with its reason and the layers of evidence it rests on (plan: the
-offline gate; host: the checks on the deployed hosts): **met** only when every check that
-applies passed on every host it applies to, at least one of them failing on an unhardened
-baseline clone, and no policy failed; **partially met** (plan-time policy only, baseline-only
-checks, or a rule the roles implement in part, with why); **waived** (justification, owner,
+offline gate; host: the checks on the deployed hosts; cloud: `citadelle audit-cloud` results
+given to the report; data: verified transfers): **met** only when every check that applies
+passed on every host it applies to, at least one of them failing on an unhardened baseline
+clone, every audit-cloud rule citing it passed on the live cloud, and no policy failed;
+**partially met** (plan-time policy only, baseline-only checks, the live cloud not audited,
+or a rule the roles implement in part, with why); **waived** (justification, owner,
 expiry); **failed** (which policy, which check on which host, or an applicable check that did
 not run); **not applicable** (why); **not run**; **not automated**. Totals by chapter
 (SecNumCloud) and by level (BP-028) are counted from the rows. The HTML is one self-contained
@@ -55,6 +57,7 @@ from citadelle.environment.outputs import StackOutputs
 from citadelle.environment.projections import host_levels
 from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
+from citadelle.evidence.findings import Rule
 from citadelle.plan.analyzer import PolicyAnalyzer, PolicyInfo
 
 if TYPE_CHECKING:
@@ -113,15 +116,31 @@ class Evidence:
     partial: list[str] = field(default_factory=list)  # declared by the roles, with the reason
     not_applicable: list[str] = field(default_factory=list)  # "check on host: why"
     verified: bool = False  # the run's verify step produced results (for any requirement)
+    # The live cloud: the audit-cloud rules citing the requirement, and their results here.
+    cloud_rules: list[str] = field(default_factory=list)
+    cloud: list[tuple[str, str, str]] = field(default_factory=list)  # (rule, status, resource)
+    data: list[tuple[str, bool]] = field(default_factory=list)  # (migration evidence, ok)
 
     @property
     def layers(self) -> tuple[str, ...]:
-        present = {"plan": bool(self.policies), "host": bool(self.checks)}
+        present = {"plan": bool(self.policies), "host": bool(self.checks),
+                   "cloud": bool(self.cloud), "data": bool(self.data)}
         return tuple(layer for layer in LAYERS if present.get(layer))
 
     @property
     def automated(self) -> bool:
-        return bool(self.policies or self.checks or self.not_applicable)
+        return bool(self.policies or self.checks or self.not_applicable or self.cloud_rules
+                    or self.data)
+
+    def other_results(self) -> list[str]:
+        """The results beside the host checks': not applicable pairs, cloud audit, data."""
+        audited = {r for r, _, _ in self.cloud}
+        return ([f"not applicable: {n}" for n in self.not_applicable]
+                + [f"audit-cloud {r}: {st}" + (f" ({res})" if res else "")
+                   for r, st, res in self.cloud]
+                + [f"audit-cloud {r}: not run" for r in sorted(set(self.cloud_rules) - audited)]
+                + [f"migration verify {p}: {'verified' if ok else 'FAILED'}"
+                   for p, ok in self.data])
 
     @property
     def status(self) -> str:
@@ -137,15 +156,21 @@ class Evidence:
         gate = {status for _, status in self.policies}
         failing = [c for c in self.checks if c.outcome in ("failed", "error")]
         unrun = [c.name for c in self.checks if "not run" in c.hosts.values()]
+        cloud_failed = [f"audit-cloud {r} on {res or 'the cloud'}" for r, st, res in self.cloud
+                        if st == "fail"]
+        unchecked = sorted({r for r, st, _ in self.cloud if st == "not-checked"})
+        audited = {r for r, _, _ in self.cloud}
         table: tuple[tuple[bool, str, str], ...] = (
             (not self.automated, "not automated",
              "role tasks cite it, no check verifies it" if self.tasks
              else "covered by process and documentation"),
-            ("violated" in gate or bool(failing), "failed", "; ".join(
+            ("violated" in gate or bool(failing) or bool(cloud_failed)
+             or not all(ok for _, ok in self.data), "failed", "; ".join(
                 [f"policy {n}" for n, st in self.policies if st == "violated"]
-                + [f"{c.name} on {', '.join(c.failing_hosts)}" for c in failing])),
-            (not self.checks and not self.policies, "not applicable",
-             "; ".join(self.not_applicable)),
+                + [f"{c.name} on {', '.join(c.failing_hosts)}" for c in failing]
+                + cloud_failed + [f"migration verify {p}" for p, ok in self.data if not ok])),
+            (not self.checks and not self.policies and not self.cloud_rules and not self.data,
+             "not applicable", "; ".join(self.not_applicable)),
             (not self.verified and bool(self.checks) and gate <= {"not run"}, "not run",
              "no check or gate result in this run"),
             (not self.verified and bool(self.checks), "partially met",
@@ -154,9 +179,14 @@ class Evidence:
             (any(c.outcome == "waived" for c in self.checks), "waived",
              "; ".join(dict.fromkeys(w for c in self.checks for w in c.waived_by))),
             (bool(self.partial), "partially met", "; ".join(self.partial)),
-            (not self.checks, "partially met",
+            (bool(set(self.cloud_rules) - audited), "partially met",
+             "the live cloud is not audited in this report (citadelle audit-cloud: "
+             + ", ".join(sorted(set(self.cloud_rules) - audited)) + ")"),
+            (bool(unchecked), "partially met",
+             "the cloud audit could not check " + ", ".join(unchecked)),
+            (not self.checks and not self.cloud and not self.data, "partially met",
              "plan-time policy only: the deployed hosts, volumes or data are not verified"),
-            (not any(c.proves for c in self.checks), "partially met",
+            (bool(self.checks) and not any(c.proves for c in self.checks), "partially met",
              "its checks also pass on an unhardened Debian (baseline): no proof of the "
              "hardening"),
             ("not run" in gate, "partially met", "the gate did not run in this run"),
@@ -374,16 +404,70 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
             list(dict.fromkeys(waived_by.get(name, [])))))
 
 
+# What a verified transfer proves: the data is in the EU object store, byte for byte.
+DATA_REQUIREMENTS = ("19.2",)
+
+
+@dataclass(frozen=True)
+class CloudResult:
+    """One result of `citadelle audit-cloud ... --json`."""
+
+    rule: str
+    status: str  # pass | fail | not-checked | not-applicable
+    resource: str
+    snc: tuple[str, ...]
+
+
+def cloud_results(path: Path, env: str) -> list[CloudResult]:
+    """The results of one audit-cloud JSON file of ``env``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if "results" not in data:
+            raise KeyError("results")
+        if data.get("environment") != env:
+            raise CitadelleError(f"{path}: an audit of {data.get('environment')!r}, not {env!r}")
+        return [CloudResult(str(r["check"]["id"]), str(r["status"]), str(r.get("resource", "")),
+                            tuple(map(str, r["check"].get("snc", [])))) for r in data["results"]]
+    except FileNotFoundError:
+        raise CitadelleError(f"{path}: no such audit-cloud results file") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CitadelleError(f"{path}: not the JSON of `citadelle audit-cloud --json` "
+                             f"({err.__class__.__name__}: {err})") from None
+
+
+def _add_cloud_and_data(evidence: dict[str, Evidence], key: _Keys,
+                        cloud_rules: Sequence[Rule] | None, cloud: Sequence[CloudResult],
+                        data: Sequence[MigrationEvidence]) -> None:
+    if cloud_rules is None:
+        from citadelle.audit.report import rule_catalogue  # noqa: PLC0415
+
+        cloud_rules = rule_catalogue()
+    for rule in cloud_rules:
+        for rid in {k for k in map(key, rule.snc) if k}:
+            evidence[rid].cloud_rules.append(rule.id)
+    for found in cloud:
+        for rid in {k for k in map(key, found.snc) if k}:
+            evidence[rid].cloud.append((found.rule, found.status, found.resource))
+    for transfer in data:
+        for rid in DATA_REQUIREMENTS:
+            evidence[rid].data.append((transfer.path, transfer.ok and transfer.recheck == "holds"))
+
+
 def collect_evidence(policies: Sequence[PolicyInfo], gate: Mapping[str, str],
                      catalogue: Sequence[Mapping[str, Any]], results: Sequence[CaseResult],
                      waivers: Sequence[Waiver], *, baseline: Sequence[CaseResult] = (),
-                     partial: Mapping[str, Sequence[str]] | None = None) \
-        -> dict[str, Evidence]:
+                     partial: Mapping[str, Sequence[str]] | None = None,
+                     cloud_rules: Sequence[Rule] | None = None,
+                     cloud: Sequence[CloudResult] = (),
+                     data: Sequence[MigrationEvidence] = ()) -> dict[str, Evidence]:
     """Requirement row id -> its controls and their latest results.
 
     The catalogue lists every (check, host) the inventory makes applicable and the pairs that
     are not applicable with the reason; ``results`` (the JUnit of verify) must hold a result
-    for each applicable pair, or the requirement fails for lack of evidence.
+    for each applicable pair, or the requirement fails for lack of evidence. A requirement an
+    audit-cloud rule cites needs that rule's result (``cloud``) to be met: a plan and host
+    checks do not show what the live cloud runs. Verified transfers (``data``) add the data
+    layer to the requirements they prove.
     """
     key = _Keys()
     verified = bool(results)
@@ -397,6 +481,7 @@ def collect_evidence(policies: Sequence[PolicyInfo], gate: Mapping[str, str],
         row = key(rid)
         if row:
             evidence[row].partial.extend(reasons)
+    _add_cloud_and_data(evidence, key, cloud_rules, cloud, data)
     _add_checks(evidence, key, catalogue, results, baseline)
     for waiver in waivers:
         row_key = key(waiver.requirement)
@@ -443,7 +528,10 @@ def migration_evidence(env: str, base: Path = paths.RUNS_DIR) -> list[MigrationE
 
 
 def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] | None = None,
-                 policies: list[PolicyInfo] | None = None) -> Report:
+                 policies: list[PolicyInfo] | None = None,
+                 cloud_audits: Sequence[Path] = ()) -> Report:
+    """The evidence of ``env`` from a deploy run, audit-cloud results (``cloud_audits`` and the
+    run's ``audit-cloud*.json``) and the verified transfers."""
     environment = Environment.load(env)
     sections = snc_reference()
     run_info = json.loads((run / "run.json").read_text()) if run and (run / "run.json").is_file() \
@@ -465,11 +553,16 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
         sources.append(str(run / BASELINE_JUNIT))
     waivers = load_waivers(default_files(env, target))
     sources += [str(p) for p in waivers.files]
+    audits = [*cloud_audits, *(sorted(run.glob("audit-cloud*.json")) if run else [])]
+    cloud = [found for path in audits for found in cloud_results(path, env)]
+    sources += [str(p) for p in audits]
+    migration = migration_evidence(env)
+    sources += [m.path for m in migration]
     evidence = collect_evidence(
         pack_policies() if policies is None else policies, gate,
         check_catalogue(environment, inventory, waivers.files) if catalogue is None
         else catalogue, results,
-        waivers.waivers, baseline=baseline)
+        waivers.waivers, baseline=baseline, cloud=cloud, data=migration)
 
     snc_rows = [
         Row("snc", sid, str(section["title"]), _chapter(section, sections),
@@ -484,8 +577,6 @@ def build_report(env: str, run: Path | None, *, catalogue: list[dict[str, Any]] 
                       if LEVELS.index(rec["level"]) <= LEVELS.index(level)), evidence[rid])
         for rid, rec in bp028_reference().items() if LEVELS.index(rec["level"]) <= top]
     chapters = {sid: str(s["title"]) for sid, s in sections.items() if s["level"] == "chapter"}
-    migration = migration_evidence(env)
-    sources += [m.path for m in migration]
     from citadelle.migrate.custody import custody  # noqa: PLC0415
 
     chain = custody(env, paths.RUNS_DIR)
@@ -596,7 +687,7 @@ def _rows_html(rows: Sequence[Row], kind: str, note: str) -> str:
         policies = (f"<code>{html.escape(n)}</code>: {html.escape(s)}" for n, s in ev.policies)
         tasks = (html.escape(t) for t in ev.tasks)
         checks = [_check_text(c, markup=True) for c in ev.checks]
-        checks += [html.escape(f"not applicable: {n}") for n in ev.not_applicable]
+        checks += [html.escape(t) for t in ev.other_results()]
         waivers = (html.escape(w) for w in ev.waivers)
         layers = "".join(f'<span class="layer">{layer}</span>' for layer in ev.layers) or "&mdash;"
         why = f'<span class="reason">{html.escape(reason)}</span>' if reason else ""
@@ -701,7 +792,7 @@ def render_markdown(report: Report) -> str:
             ev = row.evidence
             status, reason = ev.verdict
             checks = [_check_text(c, markup=False) for c in ev.checks]
-            checks += [f"not applicable: {n}" for n in ev.not_applicable]
+            checks += ev.other_results()
             cells = [row.id, row.title, row.note, f"{status}: {reason}" if reason else status,
                      ", ".join(ev.layers) or "-",
                      "; ".join(f"`{n}`: {s}" for n, s in ev.policies) or "-",
@@ -751,7 +842,7 @@ def _handle(args: argparse.Namespace) -> int:
         raise CitadelleError(f"--run {run}: no such run folder")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else (run or paths.RUNS_DIR / f"report-{args.env}-{stamp}")
-    report = build_report(args.env, run)
+    report = build_report(args.env, run, cloud_audits=args.cloud_audit)
     html_path, md_path = save_report(report, out)
     for kind, rows in (("SecNumCloud 3.2", report.snc), ("BP-028", report.bp028)):
         counts = report.totals(rows)["all"]
@@ -771,4 +862,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--run", metavar="DIR",
                         help="deploy run folder with the results (default: the latest)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the run folder)")
+    parser.add_argument("--cloud-audit", metavar="FILE", type=Path, action="append", default=[],
+                        help="results of `citadelle audit-cloud conformance|drift --json FILE` "
+                        "(repeatable; the run folder's audit-cloud*.json are read too): the "
+                        "live cloud's layer of evidence")
     parser.set_defaults(func=_handle)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,15 @@ from citadelle.cli import main
 from citadelle.deploy.verify import CaseResult
 from citadelle.deploy.waivers import bp028_reference, snc_reference
 from citadelle.environment import Environment
+from citadelle.errors import CitadelleError
+from citadelle.evidence.findings import Rule
 from citadelle.evidence.report import (
     LEVELS,
     STATUSES,
+    CloudResult,
+    MigrationEvidence,
     build_report,
+    cloud_results,
     collect_evidence,
     render_html,
     render_markdown,
@@ -26,6 +32,7 @@ from citadelle.evidence.report import (
 )
 from citadelle.migrate.custody import custody
 from citadelle.migrate.state import WorkspaceState
+from citadelle.plan.analyzer import PolicyInfo
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +68,8 @@ def test_lists_every_bp028_recommendation_at_the_environment_level(report):
     ("snc", "12.7", "waived", "no collector"),
     ("snc", "12.8", "met", ""),  # chrony passes on the baseline, the NTP-source check does not
     ("snc", "5.1", "not automated", "covered by process and documentation"),
-    ("snc", "8.1", "partially met", "plan-time policy only"),
+    # the drift audit of the live project is what shows the deployed resources match the plan
+    ("snc", "8.1", "partially met", "the live cloud is not audited in this report"),
     ("bp028", "R80", "failed", "test_input_policy_is_drop on citadelle-dev-workers-1"),
     ("bp028", "R71", "waived", "no collector"),
     # applicable on the datastore, no result there: missing evidence is a failure
@@ -212,3 +220,65 @@ def test_what_a_role_declares_partial_is_never_met(report, rid: str) -> None:
 
 def test_the_roles_declare_the_partial_items_of_the_hardening_issue() -> None:
     assert {"R39", "R40", "R41", "R45"} <= set(role_partials())
+
+
+def _volume_encryption(cloud: list[CloudResult], data: tuple[MigrationEvidence, ...] = ()):
+    """10.1 (encryption at rest) with a passing gate policy and a host check proving the data
+    volume is attached: a guest cannot see front-end LUKS, only the cloud audit can."""
+    host = "citadelle-dev-workers-1"
+    nodeid = f"checks/test_storage.py::test_data_volume_is_attached[{host}]"
+    entry = {"module": "checks/test_storage.py", "check": "test_data_volume_is_attached",
+             "host": host, "nodeid": nodeid, "requirements": ["10.1"]}
+    result = [CaseResult("checks.test_storage", f"test_data_volume_is_attached[{host}]", host,
+                         ("10.1",), "passed")]
+    policy = PolicyInfo(name="volumes-encrypted", description="", enforcement="mandatory",
+                        severity="high", kind="resource", framework="SecNumCloud",
+                        framework_version="3.2", snc=("10.1",), bp028=(), checks=(),
+                        remediation="", config_schema={}, tags=())
+    rule = Rule("encrypted-volume-type", "LUKS volume type", snc=("10.1",))
+    return collect_evidence([policy], {"volumes-encrypted": "passed"}, [entry], result, [],
+                            baseline=[], partial={}, cloud_rules=[rule], cloud=cloud, data=data)
+
+
+def test_plan_and_host_never_make_encryption_at_rest_met_without_the_cloud() -> None:
+    evidence = _volume_encryption([])["10.1"]
+    assert evidence.layers == ("plan", "host")
+    assert evidence.other_results() == ["audit-cloud encrypted-volume-type: not run"]
+    assert evidence.verdict == ("partially met", "the live cloud is not audited in this report "
+                                "(citadelle audit-cloud: encrypted-volume-type)")
+    audited = _volume_encryption([CloudResult("encrypted-volume-type", "pass", "luks",
+                                              ("10.1",))])["10.1"]
+    assert audited.layers == ("plan", "host", "cloud") and audited.verdict == ("met", "")
+    failed = _volume_encryption([CloudResult("encrypted-volume-type", "fail", "luks",
+                                             ("10.1",))])["10.1"]
+    assert failed.verdict == ("failed", "audit-cloud encrypted-volume-type on luks")
+    unchecked = _volume_encryption([CloudResult("encrypted-volume-type", "not-checked", "",
+                                                ("10.1",))])["10.1"]
+    assert unchecked.verdict == ("partially met",
+                                 "the cloud audit could not check encrypted-volume-type")
+
+
+def test_a_verified_transfer_is_the_data_layer_of_localisation() -> None:
+    good = MigrationEvidence("runs/migrate/dev/verify-1/evidence.json", True, 3, 30, "d", "t",
+                             "holds")
+    evidence = _volume_encryption([], (good,))
+    assert evidence["19.2"].layers == ("data",) and evidence["19.2"].verdict == ("met", "")
+    tampered = dataclasses.replace(good, recheck="the evidence's digest does not match")
+    assert _volume_encryption([], (tampered,))["19.2"].verdict == (
+        "failed", "migration verify runs/migrate/dev/verify-1/evidence.json")
+
+
+def test_cloud_audit_files_are_read_for_their_environment(tmp_path: Path) -> None:
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps({"mode": "prod", "environment": "dev", "cloud": "c", "results": [
+        {"check": {"id": "encrypted-volume-type", "snc": ["10.1"]}, "status": "pass",
+         "message": "", "resource": "luks"}]}))
+    assert cloud_results(path, "dev") == [CloudResult("encrypted-volume-type", "pass", "luks",
+                                                      ("10.1",))]
+    with pytest.raises(CitadelleError, match="an audit of 'dev', not 'prod'"):
+        cloud_results(path, "prod")
+    path.write_text("{}")
+    with pytest.raises(CitadelleError, match="not the JSON of `citadelle audit-cloud --json`"):
+        cloud_results(path, "dev")
+    with pytest.raises(CitadelleError, match="no such audit-cloud results file"):
+        cloud_results(tmp_path / "missing.json", "dev")
