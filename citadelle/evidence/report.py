@@ -87,7 +87,9 @@ class CheckEvidence:
     name: str  # module.py::function
     # host -> passed | failed | error | waived | not run
     hosts: dict[str, str] = field(default_factory=dict)
-    baseline: str = ""  # its outcome on the unhardened baseline clone, when one was checked
+    # Its outcome on the unhardened baseline clone: "" when the run had none (a deployed
+    # environment has no pristine host), "not tried" when it had one but not this check.
+    baseline: str = ""
     waived_by: list[str] = field(default_factory=list)  # the waivers its results name
 
     @property
@@ -102,7 +104,7 @@ class CheckEvidence:
     @property
     def proves(self) -> bool:
         """Passing here says something about the roles: it fails on stock Debian."""
-        return self.outcome == "passed" and self.baseline != "passed"
+        return self.outcome == "passed" and self.baseline not in ("passed", "not tried")
 
 
 @dataclass
@@ -187,8 +189,8 @@ class Evidence:
             (not self.checks and not self.cloud and not self.data, "partially met",
              "plan-time policy only: the deployed hosts, volumes or data are not verified"),
             (bool(self.checks) and not any(c.proves for c in self.checks), "partially met",
-             "its checks also pass on an unhardened Debian (baseline): no proof of the "
-             "hardening"),
+             "its checks also pass on an unhardened Debian (baseline), or were not tried "
+             "there: no proof of the hardening"),
             ("not run" in gate, "partially met", "the gate did not run in this run"),
         )
         return next(((status, why) for holds, status, why in table if holds), ("met", ""))
@@ -380,8 +382,10 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
     outcomes = _outcomes(results, key)
     # Per (row, check): a check parametrized over several requirements proves each one apart.
     # Only host checks: a check that needs no host (a waiver's expiry) says nothing of a host.
-    base = {pair: next(iter(hosts.values()))
+    # Stock Debian fails it if it failed on any baseline host it applies to.
+    base = {pair: next((o for o in _WORST if o in hosts.values()), "passed")
             for pair, hosts in _outcomes([r for r in baseline if r.host], key).items()}
+    untried = "not tried" if any(r.host for r in baseline) else ""
     applicable: dict[tuple[str, str], set[str]] = defaultdict(set)
     for entry in catalogue:
         name = f"{str(entry['module']).removeprefix('checks/')}::{entry['check']}"
@@ -400,7 +404,7 @@ def _add_checks(evidence: Mapping[str, Evidence], key: _Keys,
         seen = outcomes.get((row, name), {})
         per_host = {h: seen.get(h, "not run") for h in sorted(hosts)}
         evidence[row].checks.append(CheckEvidence(
-            name, per_host, base.get((row, name), ""),
+            name, per_host, base.get((row, name), untried),
             list(dict.fromkeys(waived_by.get(name, [])))))
 
 

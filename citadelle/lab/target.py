@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -156,7 +156,12 @@ class LabTarget:
         clones = {BASELINE_CLONE: "node"}
         clone = lab.up(clones, lab_volumes(env, clones)).clone(BASELINE_CLONE)
         try:
-            outputs = lab_outputs(env, (clone,), lab.admin_user, lab.admin_group)
+            # The one stock clone stands for each server role (a host of the inventory per
+            # role, all reaching it), so every check a role's host gets is tried on stock
+            # Debian: a check never tried there proves nothing (citadelle.evidence.report).
+            outputs = lab_outputs(env, tuple(
+                replace(clone, name=f"{BASELINE_CLONE}-{role}", role=role)
+                for role in ("bastion", "gateway", "node")), lab.admin_user, lab.admin_group)
             yield write_inventory(env, outputs, self.access(env), out / "inventory.yml",
                                   target=self.name, source="the unhardened baseline clone"
                                   ).inventory

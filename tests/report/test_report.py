@@ -282,3 +282,25 @@ def test_cloud_audit_files_are_read_for_their_environment(tmp_path: Path) -> Non
         cloud_results(path, "dev")
     with pytest.raises(CitadelleError, match="no such audit-cloud results file"):
         cloud_results(tmp_path / "missing.json", "dev")
+
+
+def test_a_check_not_tried_on_the_baseline_proves_nothing():
+    # The run had a baseline clone, but R36's check applies to a bastion only and the baseline
+    # never ran it: its pass says nothing of the hardening. Without any baseline (a deployed
+    # environment has no pristine host) the check is judged on its own.
+    host = "citadelle-dev-bastion-1"
+    catalogue = [{"module": "checks/test_hardening.py", "check": name, "host": host,
+                  "nodeid": f"checks/test_hardening.py::{name}[{host}]", "requirements": [rid]}
+                 for name, rid in (("test_default_umask", "R36"), ("test_sysctl", "R9"))]
+    results = [CaseResult("checks.test_hardening", f"{name}[{host}]", host, (rid,), "passed")
+               for name, rid in (("test_default_umask", "R36"), ("test_sysctl", "R9"))]
+    baseline = [CaseResult("checks.test_hardening", "test_sysctl[baseline-node]",
+                           "baseline-node", ("R9",), "failed")]
+    evidence = collect_evidence([], {}, catalogue, results, [], baseline=baseline, partial={},
+                                cloud_rules=[])
+    assert evidence["R9"].verdict == ("met", "")
+    assert evidence["R36"].checks[0].baseline == "not tried"
+    assert evidence["R36"].verdict[0] == "partially met"
+    assert "not tried there" in evidence["R36"].verdict[1]
+    alone = collect_evidence([], {}, catalogue, results, [], partial={}, cloud_rules=[])
+    assert alone["R36"].verdict == ("met", "")
