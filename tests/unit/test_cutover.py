@@ -229,3 +229,25 @@ def test_rollback_refuses_while_the_eu_side_keeps_changing(
     ws = cast(Any, type("Ws", (), {"id": "a", "ctx": type("Ctx", (), {"source": None})()})())
     with pytest.raises(CitadelleError, match="still changes after 5 copy-back passes"):
         cutover._bring_back(ws, {}, tmp_path)
+
+
+def test_a_red_verify_blocks_the_cutover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from citadelle.migrate import cutover
+
+    class Store:
+        def head(self, url: str, raise_exc: bool) -> Any:
+            return type("Head", (), {"status_code": 204, "headers": {}})()
+
+    monkeypatch.setattr(cutover.inventory, "destination_session",
+                        lambda destination: (Store(), "https://swift/v1/c"))
+    ctx = type("Ctx", (), {"environment": "dev", "destination": type(
+        "Dest", (), {"container": "c", "storage_url": "https://swift/v1"})()})()
+    ws = Workspace("a", move(NOW - datetime.timedelta(hours=1), NOW + datetime.timedelta(days=1)),
+                   cast(Any, ctx))
+    state = WorkspaceState.load(tmp_path, "a")
+    state.data["last_verify"] = {"ok": False, "at": "2026-12-05T08:00:00+00:00"}
+    state.save()
+    before = (state.folder / "state.json").read_bytes()
+    with pytest.raises(CitadelleError, match="no green verify"):
+        cutover.preflight(ws, state)
+    assert (state.folder / "state.json").read_bytes() == before
