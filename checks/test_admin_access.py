@@ -45,9 +45,6 @@ def sshd_cases(target: Target) -> Iterator[Case]:
         yield Case(key, (key, value))
 
 
-CASES = {"setting": sshd_cases}
-
-
 @pytest.mark.snc("9.5", "9.6", "12.12")
 @pytest.mark.bp028("R33", "R67")
 def test_sshd_setting(target: Target, setting: tuple[str, str]) -> None:
@@ -79,21 +76,49 @@ def test_sudo_always_asks_for_a_password(target: Target) -> None:
     assert found.stdout.split() == []
 
 
+def sudo_listing(target: Target) -> tuple[set[str], list[str]]:
+    """What sudo itself resolves for the administrator (``sudo -l -U``): the Defaults that
+    apply to them and their rules, as ``(runas) [tags:] commands`` lines."""
+    user = target.vars["citadelle_admin_user"]
+    listed = target.fact(f"sudo -l -U {shlex.quote(user)}")
+    assert listed.rc == 0, listed.stderr
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in listed.stdout.splitlines():
+        if line and not line.startswith(" "):
+            current = line
+            sections[current] = []
+        elif line.strip() and current:
+            sections[current].append(line.strip())
+    defaults = next((" ".join(v) for k, v in sections.items()
+                     if k.startswith("Matching Defaults entries")), "")
+    rules = next((v for k, v in sections.items() if "may run the following commands" in k), [])
+    return {d.strip() for d in defaults.split(", ")}, rules
+
+
+def sudo_default_cases(target: Target) -> Iterator[Case]:
+    logfile = target.vars["bp028_accounts_sudo_logfile"]
+    for default in ("use_pty", f"logfile={logfile}", "log_allowed", "log_denied", "env_reset",
+                    "ignore_dot", "umask=0077", "!visiblepw"):
+        yield Case(default, default)
+
+
+CASES = {"setting": sshd_cases, "sudo_default": sudo_default_cases}
+
+
 @pytest.mark.snc("12.6", "12.12")
 @pytest.mark.bp028("R39")
-def test_sudo_uses_a_pty_and_logs(target: Target) -> None:
-    rules = target.output("cat /etc/sudoers /etc/sudoers.d/*")
-    assert "Defaults use_pty" in rules
-    assert f'logfile="{target.vars["bp028_accounts_sudo_logfile"]}"' in rules
+def test_sudo_default_applies_to_the_admin(target: Target, sudo_default: str) -> None:
+    defaults, _ = sudo_listing(target)
+    assert sudo_default in defaults
 
 
 @pytest.mark.snc("9.2", "9.5")
 @pytest.mark.bp028("R40")
 def test_sudo_rules_run_as_root_only(target: Target) -> None:
-    group = target.vars["bp028_accounts_sudo_admin_group"]
-    assert f"%{group} ALL=(root) ALL" in target.output(
-        f"cat {target.vars['bp028_accounts_sudoers_file']}").splitlines()
-    # No rule (root's own aside) may run commands as every user or group.
+    # As sudo resolves them for the administrator: root only, password asked (no NOPASSWD).
+    assert sudo_listing(target)[1] == ["(root) ALL"]
+    # No rule of anyone else (root's own aside) may run commands as every user or group.
     pattern = target.vars["bp028_accounts_sudo_runas_all_pattern"]
     found = target.root(f"grep -rhP {shlex.quote(pattern)} /etc/sudoers /etc/sudoers.d || true")
     assert found.rc == 0, found.stderr

@@ -12,13 +12,19 @@ modes (R50), setuid inventory (R56/R57), accounts (R31, R32, R36), needless pack
 from __future__ import annotations
 
 import json
+import math
 import re
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from checks.target import Case, Target, key_values
+
+PROBES = Path(__file__).with_name("probes")
+PAM_AUTH_ERR = 7  # pam_authenticate's answer to a wrong password (security/_pam_types.h)
 
 
 def sysctl_cases(target: Target) -> Iterator[Case]:
@@ -91,7 +97,7 @@ def test_kernel_command_line(target: Target, param: str) -> None:
 
 
 @pytest.mark.snc("12.10")
-@pytest.mark.bp028("R45")
+@pytest.mark.bp028("R37", "R45")
 @pytest.mark.applies(recommendation="R45", role="bp028_kernel",
                      when="bp028_kernel_apparmor_enabled")
 def test_apparmor_enforces_every_loaded_profile(target: Target) -> None:
@@ -177,10 +183,27 @@ def test_password_quality(target: Target) -> None:
 
 @pytest.mark.snc("9.5")
 @pytest.mark.bp028("R31")
-def test_account_lockout(target: Target) -> None:
-    conf = key_values(target.host.file("/etc/security/faillock.conf").content_string, "=")
-    assert conf.get("deny") == str(target.vars["bp028_accounts_faillock_deny"])
-    assert conf.get("unlock_time") == str(target.vars["bp028_accounts_faillock_unlock_time"])
+def test_failed_logins_lock_the_account_then_release(target: Target) -> None:
+    """The host's real PAM stack (sshd's), driven by probes/pam_lockout.py with wrong passwords
+    for ``nobody``: pam_faillock counts each failure, refuses the attempt after ``deny`` with
+    the time left to unlock, and an administrator's reset releases the account."""
+    deny = int(target.vars["bp028_accounts_faillock_deny"])
+    script = (PROBES / "pam_lockout.py").read_text(encoding="utf-8")
+    probe = target.root(f"python3 -c {shlex.quote(script)} {deny}")
+    assert probe.rc == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    assert [code for code, _ in found["attempts"]] == [PAM_AUTH_ERR] * (deny + 1)
+    counted = [line for line in found["tally_locked"].splitlines() if line.endswith(" V")]
+    assert len(counted) >= deny, found["tally_locked"]
+    said = " ".join(found["attempts"][-1][1])
+    assert f"locked due to {deny} failed logins" in said, said
+    left = re.search(r"\((\d+) minutes left to unlock\)", said)
+    unlock_minutes = math.ceil(int(target.vars["bp028_accounts_faillock_unlock_time"]) / 60)
+    assert left is not None and 0 < int(left[1]) <= unlock_minutes, said
+    # Released: after the reset a wrong password is an ordinary failure, and counted afresh.
+    code, after = found["after_reset"]
+    assert code == PAM_AUTH_ERR and not [m for m in after if "locked" in m]
+    assert not [line for line in found["tally_after"].splitlines() if line.endswith(" V")]
 
 
 def _login_defs(target: Target) -> dict[str, str]:
@@ -245,6 +268,19 @@ def test_needless_unit_masked(target: Target, unit: str) -> None:
 
 
 @pytest.mark.snc("12.11")
+@pytest.mark.bp028("R60")
+@pytest.mark.applies(recommendation="R60", role="bp028_packages",
+                     when="bp028_packages_sources_enabled")
+@pytest.mark.parametrize("option", ["Acquire::AllowInsecureRepositories",
+                                    "Acquire::AllowWeakRepositories",
+                                    "Acquire::AllowDowngradeToInsecureRepositories",
+                                    "APT::Get::AllowUnauthenticated"])
+def test_apt_refuses_unsigned_sources_and_packages(target: Target, option: str) -> None:
+    # APT's effective configuration (every apt.conf.d fragment merged), not one file.
+    assert f'{option} "false";' in target.fact("apt-config dump").stdout.splitlines()
+
+
+@pytest.mark.snc("12.11")
 @pytest.mark.bp028("R61")
 def test_security_updates_are_scheduled(target: Target) -> None:
     for package in target.vars["bp028_packages_unattended_packages"]:
@@ -261,3 +297,23 @@ def test_integrity_database_and_check_timer(target: Target) -> None:
               target.output(f"cat {target.vars['bp028_integrity_config']}").splitlines()
               if line.startswith("/") and line.split()[-1] == "Citadelle"}
     assert set(target.vars["bp028_integrity_aide_paths"]) <= sealed
+
+
+@pytest.mark.snc("12.4", "12.10")
+@pytest.mark.bp028("R76")
+def test_integrity_database_matches_the_system_binaries(target: Target) -> None:
+    # `aide --check` on the system binaries' subtree: the database the role built is current.
+    config = target.vars["bp028_integrity_config"]
+    checked = target.root(f"aide --config {config} --check --limit '^/usr/sbin/'")
+    assert checked.rc == 0, checked.stdout[-2000:] + checked.stderr
+
+
+@pytest.mark.snc("12.4", "12.10")
+@pytest.mark.bp028("R76")
+def test_integrity_check_detects_a_modified_binary(target: Target) -> None:
+    # The host's AIDE with the role's rule group: clean (0), then a changed file (4: changed).
+    script = (PROBES / "aide_detects.sh").read_text(encoding="utf-8")
+    probe = target.root(f"sh -c {shlex.quote(script)} probe "
+                        f"{shlex.quote(target.vars['bp028_integrity_config'])}")
+    assert probe.rc == 0, probe.stderr
+    assert probe.stdout.split() == ["clean=0", "modified=4", "named=1"], probe.stdout
