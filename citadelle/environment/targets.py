@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import yaml
+
+from citadelle import paths
 from citadelle.environment.outputs import StackOutputs
 from citadelle.errors import CitadelleError
 
@@ -93,7 +96,13 @@ def read_json(path: Path) -> Any:
 # The environment's GRUB superuser password hash (BP-028 R5): a file of the operators', given by
 # --grub-password-hash-file or this variable, read by Ansible on the controller, never copied.
 GRUB_HASH_ENV = "CITADELLE_GRUB_PASSWORD_HASH_FILE"
-GRUB_HASH = re.compile(r"^grub\.pbkdf2\.sha512\.([0-9]+)\.[0-9A-F]{32,}\.[0-9A-F]{128}$")
+
+
+def grub_hash_pattern() -> re.Pattern[str]:
+    """The form bp028_kernel's preflight accepts: its own variable, one definition."""
+    role_vars = yaml.safe_load((paths.ROLES_DIR / "bp028_kernel" / "vars" / "main.yml")
+                               .read_text(encoding="utf-8"))
+    return re.compile(str(role_vars["bp028_kernel_grub_hash_pattern"]))
 
 
 def grub_hash_vars(path: Path) -> dict[str, str]:
@@ -106,7 +115,7 @@ def grub_hash_vars(path: Path) -> dict[str, str]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise CitadelleError(f"GRUB password hash file {path}: readable by others (mode "
                              f"{stat.S_IMODE(mode):04o}); chmod 600 it")
-    if not GRUB_HASH.match(text):
+    if not grub_hash_pattern().match(text):
         raise CitadelleError(f"GRUB password hash file {path}: not the output of "
                              "grub-mkpasswd-pbkdf2 (grub.pbkdf2.sha512.ITERATIONS.SALT.HASH)")
     return {"bp028_kernel_grub_password_hash":

@@ -18,7 +18,7 @@ from citadelle.cli import main
 from citadelle.deploy.inventory import write_inventory
 from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
-from citadelle.environment.targets import GRUB_HASH, GRUB_HASH_ENV, make_target
+from citadelle.environment.targets import GRUB_HASH_ENV, grub_hash_pattern, make_target
 from citadelle.errors import CitadelleError
 from citadelle.lab.grub import grub_pbkdf2
 
@@ -42,7 +42,7 @@ def hash_file(tmp_path: Path) -> Path:
 
 def test_the_pattern_is_the_roles_own() -> None:
     role_vars = yaml.safe_load((paths.REPO_ROOT / "roles/bp028_kernel/vars/main.yml").read_text())
-    assert GRUB_HASH.pattern == role_vars["bp028_kernel_grub_hash_pattern"]
+    assert grub_hash_pattern().pattern == role_vars["bp028_kernel_grub_hash_pattern"]
 
 
 def test_deploy_of_a_cloud_environment_without_the_hash_is_refused_first(
