@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run on a host, as root: AIDE with the host's own rule group ($1, the role's configuration)
 # over a scratch copy of a binary, then the copy modified. Prints the two exit codes and how
-# often the report names the modified file. Nothing outside the scratch folder is touched.
+# many lines of the report's changed-entries summary name the modified file. Nothing outside the scratch folder is touched.
 set -eu
 config=$1
 d=$(mktemp -d /var/tmp/citadelle-aide-probe.XXXXXX)
@@ -22,4 +22,4 @@ aide --config "$d/aide.conf" --check > /dev/null || clean=$?
 printf 'x' >> "$d/tree/true"
 modified=0
 aide --config "$d/aide.conf" --check > "$d/report" || modified=$?
-echo "clean=$clean modified=$modified named=$(grep -c "$d/tree/true" "$d/report" || true)"
+echo "clean=$clean modified=$modified named=$(grep -c "^f[^:]*: $d/tree/true\$" "$d/report" || true)"
