@@ -11,6 +11,9 @@ JSON line; a rerun keeps the lines whose object still has the same ETag and read
 
 from __future__ import annotations
 
+import base64
+import datetime
+import email.utils
 import hashlib
 import json
 import logging
@@ -20,9 +23,13 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from xml.etree.ElementTree import Element
+
+from defusedxml import ElementTree as DefusedET
 
 from citadelle.errors import CitadelleError
 from citadelle.migrate import manifest
@@ -30,6 +37,8 @@ from citadelle.migrate.context import DestinationAccess, SourceAccess
 from citadelle.migrate.manifest import Entry
 
 CHUNK = 4 << 20
+LIST_PAGE = 5000  # the most List Blobs returns per page
+LIST_API_VERSION = "2021-08-06"
 
 
 class Progress:
@@ -95,21 +104,94 @@ def _azure_error(err: Exception, source: SourceAccess, container: str) -> Citade
     return CitadelleError(f"source {source.url}: {' '.join(str(err).split())[:200]}")
 
 
-def list_source(source: SourceAccess, containers: Iterable[str]) -> list[tuple[str, Any]]:
-    """(container, blob properties) of every blob; refuses unknown containers."""
-    from azure.core.exceptions import AzureError  # noqa: PLC0415
+@dataclass(frozen=True)
+class Listed:
+    """One blob as the List Blobs operation describes it (nothing read)."""
 
-    service = source_client(source)
-    found: list[tuple[str, Any]] = []
+    name: str
+    etag: str
+    last_modified: datetime.datetime
+    size: int
+    md5: bytes | None
+
+
+def _listing_session(source: SourceAccess) -> Any:
+    import requests  # noqa: PLC0415
+    from requests.adapters import HTTPAdapter  # noqa: PLC0415
+    from urllib3.util.retry import Retry  # noqa: PLC0415
+
+    session = requests.Session()
+    # As the SDK client: transient errors retried, an unreachable source reported in seconds.
+    retry = Retry(total=3, connect=1, backoff_factor=1, status_forcelist=(500, 502, 503, 504))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def _list_token(source: SourceAccess, container: str) -> str:
+    """A list-only SAS for one container, signed locally with the account key, one hour."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas  # noqa: PLC0415
+
+    at = datetime.datetime.now(datetime.UTC)
+    return str(generate_container_sas(
+        source.account, container, account_key=source.key,
+        permission=ContainerSasPermissions(list=True),
+        start=at - datetime.timedelta(minutes=5), expiry=at + datetime.timedelta(hours=1)))
+
+
+def _listed(blob: Element) -> Listed:
+    props = blob.find("Properties")
+    if props is None:
+        raise CitadelleError("source listing: a blob entry without properties")
+    md5 = props.findtext("Content-MD5")
+    return Listed(name=blob.findtext("Name") or "", etag=props.findtext("Etag") or "",
+                  last_modified=email.utils.parsedate_to_datetime(
+                      props.findtext("Last-Modified") or ""),
+                  size=int(props.findtext("Content-Length") or 0),
+                  md5=base64.b64decode(md5) if md5 else None)
+
+
+def list_source(source: SourceAccess, containers: Iterable[str],
+                page_size: int = LIST_PAGE) -> list[tuple[str, Listed]]:
+    """(container, listed blob) of every blob; refuses unknown containers.
+
+    The List Blobs REST operation read page by page and parsed with ElementTree: the SDK's
+    model deserialisation costs three times as much per blob (docs/migration.md), and the
+    double run lists every workspace on every pass.
+    """
+    import requests  # noqa: PLC0415
+
+    session = _listing_session(source)
+    found: list[tuple[str, Listed]] = []
     for container in containers:
         if container not in source.containers:
             raise CitadelleError(f"container {container!r} is not a declared migration source "
                                  f"container (declared: {', '.join(source.containers)})")
-        try:
-            found += [(container, b) for b in
-                      service.get_container_client(container).list_blobs()]
-        except AzureError as err:
-            raise _azure_error(err, source, container) from None
+        url = f"{source.url.rstrip('/')}/{quote(container)}"
+        token, marker = _list_token(source, container), ""
+        while True:
+            try:
+                response = session.get(
+                    f"{url}?restype=container&comp=list&maxresults={page_size}"
+                    f"&marker={quote(marker, safe='')}&{token}",
+                    headers={"x-ms-version": LIST_API_VERSION}, timeout=(10, 120),
+                    verify=str(source.ca_file) if source.ca_file else True)
+            except requests.RequestException as err:
+                detail = " ".join(str(err).split())[:160]
+                raise CitadelleError(f"source {source.url}: unreachable ({detail})") from None
+            if response.status_code == 404:
+                raise CitadelleError(
+                    f"source {source.url}: container {container!r} does not exist")
+            if response.status_code == 403:
+                raise CitadelleError(f"source {source.url}: credentials refused (HTTP 403)")
+            if response.status_code >= 300:
+                raise CitadelleError(f"source {source.url}: listing {container!r} answered "
+                                     f"HTTP {response.status_code}")
+            page = DefusedET.fromstring(response.content)
+            found += [(container, _listed(blob)) for blob in page.iter("Blob")]
+            marker = page.findtext("NextMarker") or ""
+            if not marker:
+                break
     return found
 
 
@@ -132,7 +214,7 @@ def source_inventory(source: SourceAccess, environment: str, path: Path,
                 continue  # a line cut by an interruption
             done[entry.key] = entry
     service = source_client(source)
-    todo = []
+    todo: list[tuple[str, Listed]] = []
     kept: dict[str, Entry] = {}
     for container, blob in blobs:
         key = f"{container}/{blob.name}"
@@ -143,9 +225,9 @@ def source_inventory(source: SourceAccess, environment: str, path: Path,
     progress = Progress("inventory", len(todo), sum(int(b.size) for _, b in todo))
     lock = threading.Lock()
 
-    def read(item: tuple[str, Any]) -> Entry:
+    def read(item: tuple[str, Listed]) -> Entry:
         container, blob = item
-        md5 = blob.content_settings.content_md5
+        md5 = blob.md5
         try:
             stream = service.get_blob_client(container, blob.name).download_blob(
                 max_concurrency=1)
@@ -153,9 +235,9 @@ def source_inventory(source: SourceAccess, environment: str, path: Path,
         except AzureError as err:
             raise _azure_error(err, source, container) from None
         entry = Entry(key=f"{container}/{blob.name}", size=size, sha256=sha,
-                      md5=bytes(md5).hex() if md5 else None, etag=str(blob.etag),
+                      md5=md5.hex() if md5 else None, etag=blob.etag,
                       last_modified=blob.last_modified.isoformat())
-        if size != int(blob.size):
+        if size != blob.size:
             raise CitadelleError(f"source {entry.key}: read {size} bytes, listed {blob.size}")
         with lock:
             with partial.open("a") as out:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -179,29 +180,47 @@ class SyncResult:
     folder: Path
 
 
+class Stopwatch:
+    """Seconds spent in each part of a pass, recorded with it (where a slow sync goes)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.monotonic()
+
+    def lap(self, part: str) -> None:
+        at = time.monotonic()
+        self.laps[part] = round(at - self.last, 2)
+        self.last = at
+
+
 def sync(ws: Workspace, state: WorkspaceState, *, final: bool = False) -> SyncResult:
     """One pass of the double run (``final``: after the freeze, deletions purged)."""
     started = now()
     if state.phase in ("planned", "inventoried", "in sync"):
         state.set_phase("copying")
     folder = state.run_folder("final-sync" if final else "sync")
+    clock = Stopwatch()
     previous = load_manifest(state)
     current = list_source(ws)
     change = delta(previous, current)
+    clock.lap("list")
     moved, size, failed = copy_keys(ws, [*change.new, *change.changed], folder)
     if failed:
         raise CitadelleError(f"sync of {ws.id}: rclone failed for {', '.join(failed)} (see "
                              f"{folder}); rerun to resume")
+    clock.lap("copy")
     quarantine(ws, change.deleted, started.strftime("%Y%m%dT%H%M%SZ"))
     save_manifest(state, current)
     purged = purge_quarantine(ws) if final else 0
+    clock.lap("quarantine")
     after = list_source(ws)
     lag = delta(current, after).lag(after, now())
+    clock.lap("lag")
     record = {"new": len(change.new), "changed": len(change.changed),
               "deleted": len(change.deleted), "copied": moved, "bytes": size,
               "purged": purged, "lag": lag, "objects": len(current),
               "object_bytes": sum(int(o["size"]) for o in current.values()),
-              "folder": folder.name}
+              "seconds": clock.laps, "folder": folder.name}
     write_file(folder / "sync.json", json.dumps(
         {**record, "delta": {"new": change.new, "changed": change.changed,
                              "deleted": change.deleted}}, indent=2) + "\n")

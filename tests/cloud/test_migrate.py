@@ -8,6 +8,7 @@ on Swift's device are encrypted under a root secret that only Barbican holds.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -17,15 +18,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from citadelle.errors import CitadelleError
 from citadelle.lab.cloud import lab
 from citadelle.lab.cloud.provision import connect
 from citadelle.lab.cloud.seed import seed_containers
-from citadelle.lab.source import Source
+from citadelle.lab.source import ACCOUNT, Source
+from citadelle.migrate import inventory
+from citadelle.migrate.context import SourceAccess
 from citadelle.plan.plan import plan_environment
 
 ENV = "dev"
@@ -116,6 +121,25 @@ def test_inventory_records_every_object(migrated: dict[str, Any], source: Source
     one = next(iter(entries))
     data = source.client().get_blob_client("snds", one).download_blob().readall()
     assert entries[one]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_source_listing_matches_the_sdk_page_by_page(source: Source) -> None:
+    # The sync's own List Blobs reader against the SDK's models, on pages of 7 (markers used).
+    access = SourceAccess(url=source.endpoint, account=ACCOUNT, key=source.account_key(),
+                          containers=("snds",), ca_file=source.ca_cert)
+    listed = inventory.list_source(access, ["snds"], page_size=7)
+    sdk = [("snds", inventory.Listed(
+        name=b.name, etag=b.etag, last_modified=b.last_modified, size=b.size,
+        md5=bytes(b.content_settings.content_md5) if b.content_settings.content_md5 else None))
+        for b in source.client().get_container_client("snds").list_blobs()]
+    assert len(listed) == SEED_OBJECTS and listed == sdk
+    assert sum(1 for _, b in listed if b.md5 is None) == 4  # the block blobs
+    wrong = replace(access, key=base64.b64encode(b"k" * 64).decode())
+    with pytest.raises(CitadelleError, match=r"credentials refused \(HTTP 403\)"):
+        inventory.list_source(wrong, ["snds"])
+    absent = replace(access, containers=("snds", "absent"))
+    with pytest.raises(CitadelleError, match="container 'absent' does not exist"):
+        inventory.list_source(absent, ["absent"])
 
 
 def test_copy_then_verify_passes_with_evidence(migrated: dict[str, Any], member: Any,
