@@ -176,10 +176,22 @@ def test_setuid_files_are_reviewed(target: Target) -> None:
 
 @pytest.mark.snc("9.5", "10.3")
 @pytest.mark.bp028("R31", "R68")
-def test_password_quality(target: Target) -> None:
-    conf = key_values(target.host.file("/etc/security/pwquality.conf").content_string, "=")
-    assert int(conf.get("minlen", "0")) >= int(target.vars["bp028_accounts_pwquality_minlen"])
-    assert int(conf.get("minclass", "0")) >= int(target.vars["bp028_accounts_pwquality_minclass"])
+def test_password_quality_as_the_library_judges(target: Target) -> None:
+    """The host's libpwquality (what pam_pwquality calls), its effective configuration read as
+    it reads it, judges passwords made by probes/pwquality.py: one character short of the
+    minimum, one character class missing, and one that meets both (it must pass every rule,
+    the dictionary check included: a missing cracklib dictionary refuses every password)."""
+    minlen = int(target.vars["bp028_accounts_pwquality_minlen"])
+    minclass = int(target.vars["bp028_accounts_pwquality_minclass"])
+    script = (PROBES / "pwquality.py").read_text(encoding="utf-8")
+    probe = target.root(f"python3 -c {shlex.quote(script)} {minlen} {minclass}")
+    assert probe.rc == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    code, said = found["short"]
+    assert code < 0 and f"shorter than {minlen} characters" in said, found
+    code, said = found["few_classes"]
+    assert code < 0 and "contains less than" in said, found
+    assert found["strong"][0] >= 0, found
 
 
 @pytest.mark.snc("9.5")
