@@ -91,16 +91,28 @@ def source_client(source: SourceAccess) -> Any:
     )
 
 
+def _source_refusal(source: SourceAccess, container: str, status: int | None,
+                    detail: str = "") -> CitadelleError:
+    """One wording per cause, whether the SDK or the listing met it; no status: unreachable."""
+    if status is None:
+        detail = " ".join(detail.split())[:160]
+        return CitadelleError(f"source {source.url}: unreachable ({detail})")
+    if status == 404:
+        return CitadelleError(f"source {source.url}: container {container!r} does not exist")
+    if status in (401, 403):
+        return CitadelleError(f"source {source.url}: credentials refused (HTTP {status})")
+    return CitadelleError(f"source {source.url}: {container!r} answered HTTP {status}")
+
+
 def _azure_error(err: Exception, source: SourceAccess, container: str) -> CitadelleError:
     from azure.core import exceptions as az  # noqa: PLC0415
 
     if isinstance(err, az.ResourceNotFoundError):
-        return CitadelleError(f"source {source.url}: container {container!r} does not exist")
+        return _source_refusal(source, container, 404)
     if isinstance(err, az.ClientAuthenticationError):
-        return CitadelleError(f"source {source.url}: credentials refused (HTTP 403)")
+        return _source_refusal(source, container, 403)
     if isinstance(err, az.ServiceRequestError):
-        detail = " ".join(str(err).split())[:160]
-        return CitadelleError(f"source {source.url}: unreachable ({detail})")
+        return _source_refusal(source, container, None, str(err))
     return CitadelleError(f"source {source.url}: {' '.join(str(err).split())[:200]}")
 
 
@@ -177,16 +189,9 @@ def list_source(source: SourceAccess, containers: Iterable[str],
                     headers={"x-ms-version": LIST_API_VERSION}, timeout=(10, 120),
                     verify=str(source.ca_file) if source.ca_file else True)
             except requests.RequestException as err:
-                detail = " ".join(str(err).split())[:160]
-                raise CitadelleError(f"source {source.url}: unreachable ({detail})") from None
-            if response.status_code == 404:
-                raise CitadelleError(
-                    f"source {source.url}: container {container!r} does not exist")
-            if response.status_code == 403:
-                raise CitadelleError(f"source {source.url}: credentials refused (HTTP 403)")
+                raise _source_refusal(source, container, None, str(err)) from None
             if response.status_code >= 300:
-                raise CitadelleError(f"source {source.url}: listing {container!r} answered "
-                                     f"HTTP {response.status_code}")
+                raise _source_refusal(source, container, response.status_code)
             page = DefusedET.fromstring(response.content)
             found += [(container, _listed(blob)) for blob in page.iter("Blob")]
             marker = page.findtext("NextMarker") or ""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +13,8 @@ import pytest
 
 from citadelle.deploy.inventory import hosts_in
 from citadelle.errors import CitadelleError
-from citadelle.migrate import evidence, fanout, manifest, plan
-from citadelle.migrate.context import Tuning
+from citadelle.migrate import evidence, fanout, inventory, manifest, plan
+from citadelle.migrate.context import SourceAccess, Tuning
 from citadelle.migrate.manifest import Entry
 
 from .test_config_errors import _error, _set
@@ -176,3 +179,21 @@ def test_only_the_allow_listed_object_store_is_a_destination() -> None:
             ("http://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", False, "not https")):
         with pytest.raises(CitadelleError, match=reason):
             check_destination(settings, url, lab=lab)
+
+
+def test_an_unreachable_source_is_one_line_within_seconds() -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    access = SourceAccess(url=f"http://127.0.0.1:{port}/acct", account="acct",
+                          key=base64.b64encode(b"k" * 64).decode(), containers=("snds",),
+                          ca_file=None)
+    with pytest.raises(CitadelleError, match="not a declared migration source container"):
+        inventory.list_source(access, ["other"])
+    started = time.monotonic()
+    with pytest.raises(CitadelleError) as refused:
+        inventory.list_source(access, ["snds"])
+    message = str(refused.value)
+    assert message.startswith(f"source http://127.0.0.1:{port}/acct: unreachable (")
+    assert "\n" not in message and len(message) < 260
+    assert time.monotonic() - started < 10
