@@ -78,12 +78,14 @@ def channel_egress(urls: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def platform_egress(role_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The platform's services a gateway keeps during the transfer: its NTP servers and the log
-    collector its journal goes to (SecNumCloud 12.7, 12.8), as the roles name them."""
+    """The platform's services a gateway keeps during the transfer, as the roles name them: its
+    NTP servers and the log collector its journal goes to (SecNumCloud 12.7, 12.8), and its
+    package mirrors, so security updates (BP-028 R61) go on while the fence stays up."""
     found = [{"host": str(h), "port": NTP_PORT, "proto": "udp"}
              for h in role_vars.get("bp028_time_ntp_servers") or []]
-    if role_vars.get("bp028_audit_forward_url"):
-        found.append(endpoint(str(role_vars["bp028_audit_forward_url"])))
+    urls = [role_vars.get(key) for key in ("bp028_audit_forward_url", "bp028_packages_mirror_url",
+                                           "bp028_packages_security_mirror_url")]
+    found += channel_egress(str(url) for url in urls if url)
     return found
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from citadelle.errors import CitadelleError
 from citadelle.lab.cloud import lab
@@ -31,6 +32,7 @@ from citadelle.lab.cloud.seed import seed_containers
 from citadelle.lab.source import ACCOUNT, Source
 from citadelle.migrate import inventory
 from citadelle.migrate.context import SourceAccess
+from citadelle.paths import ROLES_DIR
 from citadelle.plan.plan import plan_environment
 
 ENV = "dev"
@@ -342,15 +344,17 @@ def _dropped(lab: Any, clone: str) -> int:
 
 
 @pytest.mark.vm
+@pytest.mark.timeout(3600)  # the session's hardened converge may start here
 @pytest.mark.snc("13.2", "12.14")
-@pytest.mark.bp028("R80")
-def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destinations(
-        migrated: dict[str, Any], member: Any, run_dir: Path, lab_clones: Any) -> None:
+@pytest.mark.bp028("R28", "R80")
+def test_copy_through_the_hardened_gateway_whose_firewall_refuses_other_destinations(
+        migrated: dict[str, Any], member: Any, run_dir: Path, hardened_converge: Any) -> None:
     from citadelle.lab.collector import PORT as COLLECTOR_PORT
     from citadelle.lab.vm import free_port
 
-    inventory = lab_clones({"mig-gw": "gateway"})
-    lab, clone = lab_clones.lab, "mig-gw"
+    # The session's gateway clone, converged by the roles: /home noexec, /etc sealed by AIDE.
+    lab, clone = hardened_converge.lab, "gw"
+    assert hardened_converge.inventory.clone(clone).role == "gateway"
     other_port = free_port()
     # Another destination on the host: reachable from the clone until the channel is fenced.
     other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
@@ -380,7 +384,7 @@ def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destination
         assert _connect_from(lab, clone, other_port).endswith("exit=124")
         after_bash = _dropped(lab, clone)
         assert after_bash > before
-        rclone = lab.ssh(clone, "citadelle-transfer/rclone lsf --contimeout 5s --retries 1 "
+        rclone = lab.ssh(clone, "/opt/citadelle-transfer/rclone lsf --contimeout 5s --retries 1 "
                          f"--low-level-retries 1 --http-url http://10.0.2.2:{other_port}/ "
                          ":http: 2>&1; echo exit=$?").stdout
         assert not rclone.strip().endswith("exit=0") and _dropped(lab, clone) > after_bash
@@ -388,9 +392,15 @@ def test_copy_through_the_gateway_clone_whose_firewall_refuses_other_destination
         assert "policy drop" in fence
         # The clone keeps its time source and log collector (udp 123, the collector's port).
         assert "udp dport 123 accept" in fence and f"tcp dport {COLLECTOR_PORT} accept" in fence
-        print(f"\ncopy of {SEED_OBJECTS} objects through the gateway clone: {seconds:.1f} s "
+        # The transfer left the sealed set as it was: AIDE finds no change on the gateway.
+        integrity = yaml.safe_load((ROLES_DIR / "bp028_integrity/vars/main.yml").read_text())
+        aide = lab.ssh(clone, f"aide --config {integrity['bp028_integrity_config']} --check",
+                       sudo=True, timeout=900)
+        assert aide.returncode == 0, aide.stdout[:4000]
+        print(f"\ncopy of {SEED_OBJECTS} objects through the hardened gateway: {seconds:.1f} s "
               f"(host: {migrated['copy_seconds']:.1f} s)")
     finally:
         other.terminate()
         other.wait(timeout=10)
-    assert inventory.clone("mig-gw").role == "gateway"
+        # The session's later checks see the gateway as its converge left it.
+        lab.ssh(clone, "nft delete table inet citadelle_transfer_egress", sudo=True)

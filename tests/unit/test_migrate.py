@@ -130,7 +130,7 @@ def test_gateway_egress_admits_the_channel_endpoints_once_each() -> None:
         {"host": "swift.example.eu", "port": 443, "proto": "tcp"}]
 
 
-def test_gateway_keeps_its_time_and_log_services_during_the_transfer() -> None:
+def test_gateway_keeps_its_time_log_and_update_services_during_the_transfer() -> None:
     from citadelle.environment import Environment
     from citadelle.environment.projections import role_vars
 
@@ -139,8 +139,50 @@ def test_gateway_keeps_its_time_and_log_services_during_the_transfer() -> None:
     ntp = [e["host"] for e in egress if e["proto"] == "udp"]
     assert ntp == list(settings.endpoint_hosts("ntp")) and ntp
     assert all(e["port"] == 123 for e in egress if e["proto"] == "udp")
-    [collector] = [e for e in egress if e["proto"] == "tcp"]
-    assert f"https://{collector['host']}" in settings.endpoint_urls("log-collector")[0]
+    tcp = {(e["host"], e["port"]) for e in egress if e["proto"] == "tcp"}
+    services = [fanout.endpoint(url) for url in (
+        settings.endpoint_urls("log-collector")[0], *settings.endpoint_urls("package-mirror"))]
+    assert tcp == {(e["host"], e["port"]) for e in services} and len(tcp) >= 2
+
+
+def _resolved(host: str, port: int, proto: str, *addresses: str) -> dict[str, Any]:
+    # The shape of ansible.builtin.getent's result for the `ahosts` database, one per endpoint.
+    return {"item": {"host": host, "port": port, "proto": proto},
+            "ansible_facts": {"getent_ahosts": {a: ["STREAM", host] for a in addresses}}}
+
+
+def test_the_gateway_fence_admits_each_endpoint_in_its_own_address_family() -> None:
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    from citadelle.paths import PLAYBOOKS_DIR
+
+    resolv = "search lab\nnameserver 10.0.2.3\nnameserver 2001:db8::53\nnameserver 10.0.2.3\n"
+    variables = {
+        "ansible_managed": "Ansible managed",
+        "citadelle_transfer_resolved": {"results": [
+            _resolved("source.example", 443, "tcp", "2001:db8::10", "192.0.2.10"),
+            _resolved("swift.example", 8080, "tcp", "192.0.2.20"),
+            _resolved("ntp.example", 123, "udp", "2001:db8::123")]},
+        "citadelle_transfer_resolv_conf": {"content": base64.b64encode(resolv.encode()).decode()},
+    }
+    text = (PLAYBOOKS_DIR / "templates/transfer-egress.nft.j2").read_text()
+    fence = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(text))
+    rules = [line.strip() for line in fence.splitlines() if line.strip().endswith(" accept")]
+    assert rules == [
+        "ct state established,related accept",
+        'oif "lo" accept',
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept",
+        "ip daddr { 192.0.2.10 } tcp dport 443 accept",
+        "ip6 daddr { 2001:db8::10 } tcp dport 443 accept",
+        "ip daddr { 192.0.2.20 } tcp dport 8080 accept",
+        "ip6 daddr { 2001:db8::123 } udp dport 123 accept",
+        "ip daddr { 10.0.2.3 } udp dport 53 accept",
+        "ip daddr { 10.0.2.3 } tcp dport 53 accept",
+        "ip6 daddr { 2001:db8::53 } udp dport 53 accept",
+        "ip6 daddr { 2001:db8::53 } tcp dport 53 accept",
+    ]
+    assert "policy drop;" in fence
 
 
 def test_shards_go_to_the_inventory_gateway_group() -> None:
