@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from citadelle.deploy.waivers import default_files
 from citadelle.environment import Environment
 from citadelle.evidence.report import BASELINE_JUNIT, build_report, check_catalogue
 from citadelle.lab import LabInventory
+from citadelle.lab.target import LAB_CLONES
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -98,6 +100,16 @@ def test_every_step_ran_from_the_long_path(main_run: Path, deep_checkout: Path):
     harden = next(s for s in saved["steps"] if s["name"] == "harden")
     assert ", 0 changed," in harden["detail"], harden["detail"]  # the session converge's rerun
     assert (main_run / "report.html").is_file() and (main_run / "report.md").is_file()
+
+
+@pytest.mark.parametrize("host", sorted(LAB_CLONES))
+def test_the_second_converge_changes_nothing(main_run: Path, host: str):
+    # The deploy's harden step is site.yml a second time on the session's converged clones.
+    summary = (main_run / "harden.log").read_text()
+    line = re.search(rf"^  {host}: ok=\d+ changed=(\d+) failed=(\d+) unreachable=(\d+) ",
+                     summary, re.MULTILINE)
+    assert line, summary
+    assert line.groups() == ("0", "0", "0"), summary
 
 
 def test_every_control_path_fits_the_socket_limit(main_run: Path):
