@@ -36,6 +36,7 @@ from citadelle.environment.targets import (
     target_from_args,
 )
 from citadelle.errors import CitadelleError
+from citadelle.files import write_file
 from citadelle.sockets import control_path
 
 HEADER = (
@@ -237,14 +238,6 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-
-
 def write_inventory(env: Environment, outputs: StackOutputs, access: Access, out: Path, *,
                     target: str, source: str,
                     extra_vars: Mapping[str, Any] | None = None) -> InventoryFiles:
@@ -255,9 +248,10 @@ def write_inventory(env: Environment, outputs: StackOutputs, access: Access, out
     files = InventoryFiles(out, out.parent / "ssh_config", out.parent / "known_hosts")
     header = HEADER.format(env=env.name, source=source)
     body = yaml.dump(inventory, Dumper=_NoAliasDumper, sort_keys=False)
-    _write(files.inventory, header + "---\n" + body)
-    _write(files.ssh_config, ssh_config)
-    _write(files.known_hosts, known_hosts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_file(files.inventory, header + "---\n" + body, 0o600)
+    write_file(files.ssh_config, ssh_config, 0o600)
+    write_file(files.known_hosts, known_hosts, 0o600)
     return files
 
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
-from citadelle.files import write_file
+from citadelle.files import private_dir, write_file
 from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR
 
@@ -100,9 +100,8 @@ class Collector:
 
     def _ca(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """The lab CA, created (with a fresh collector certificate) when missing or expiring."""
-        self.pki.mkdir(parents=True, exist_ok=True)
-        self.directory.chmod(0o700)
-        self.pki.chmod(0o700)
+        private_dir(self.directory)
+        private_dir(self.pki)
         key_path = self.pki / "ca.key"
         if not (key_path.is_file() and _still_valid(self.ca_cert)):
             key = ec.generate_private_key(ec.SECP256R1())

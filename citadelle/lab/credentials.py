@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
+from citadelle.files import private_dir
 from citadelle.lab.image import tool
 
 
@@ -30,16 +31,11 @@ class LabCredentials:
         return self.password_file.read_text().strip()
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-
-
 def ensure_credentials(lab_dir: Path) -> LabCredentials:
     """Create the key pair and the password if missing; idempotent."""
     keys, secret_dir = lab_dir / "keys", lab_dir / "secrets"
-    _private_dir(keys)
-    _private_dir(secret_dir)
+    private_dir(keys)
+    private_dir(secret_dir)
     key = keys / "id_ed25519"
     if not key.is_file() or not key.with_suffix(".pub").is_file():
         key.unlink(missing_ok=True)

@@ -10,9 +10,10 @@ A real environment supplies its own hash from its secrets (docs/hardening.md).
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from pathlib import Path
+
+from citadelle.files import private_dir, write_file
 
 # GRUB's own defaults (grub-mkpasswd-pbkdf2): 10000 iterations, 64-byte salt and digest.
 ITERATIONS = 10000
@@ -25,24 +26,16 @@ def grub_pbkdf2(password: str, salt: bytes, iterations: int = ITERATIONS) -> str
     return f"grub.pbkdf2.sha512.{iterations}.{salt.hex().upper()}.{digest.hex().upper()}"
 
 
-def _write_private(path: Path, content: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    path.chmod(0o600)
-
-
 def ensure_grub_password_hash(lab_dir: Path) -> str:
     """The lab's GRUB password hash, creating the password and hash on first use."""
-    secret_dir = lab_dir / "secrets"
-    secret_dir.mkdir(parents=True, exist_ok=True)
-    secret_dir.chmod(0o700)
+    secret_dir = private_dir(lab_dir / "secrets")
     password_file = secret_dir / "grub-password"
     hash_file = secret_dir / "grub-password.pbkdf2"
     if not password_file.is_file():
-        _write_private(password_file, secrets.token_urlsafe(24) + "\n")
+        write_file(password_file, secrets.token_urlsafe(24) + "\n", 0o600)
         hash_file.unlink(missing_ok=True)
     if not hash_file.is_file():
         password = password_file.read_text().strip()
-        _write_private(hash_file, grub_pbkdf2(password, secrets.token_bytes(SALT_BYTES)) + "\n")
+        hashed = grub_pbkdf2(password, secrets.token_bytes(SALT_BYTES))
+        write_file(hash_file, hashed + "\n", 0o600)
     return hash_file.read_text().strip()

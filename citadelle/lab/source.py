@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.errors import CitadelleError
-from citadelle.files import write_file
+from citadelle.files import private_dir, write_file
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
 from citadelle.lab.supervisor import alive, launch, stop
@@ -83,8 +83,7 @@ class Source:
 
     def account_key(self) -> str:
         """The account key, generated once (512 random bits, base64 as Azure's)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.directory.chmod(0o700)
+        private_dir(self.directory)
         if not self.account_file.is_file():
             key = base64.b64encode(secrets.token_bytes(64)).decode()
             write_file(self.account_file, json.dumps({"account": ACCOUNT, "key": key}), 0o600)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
+from citadelle.files import private_dir, write_file
 from citadelle.lab.cloud import configs, swift
 from citadelle.lab.cloud.configs import HOST, PORTS, Secrets
 from citadelle.lab.collector import Collector
@@ -312,13 +313,6 @@ def _new_secrets() -> Secrets:
     )
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    path.chmod(0o600)
-
-
 def load_secrets() -> Secrets:
     if not SECRETS_FILE.exists():
         raise CitadelleError("cloud lab has never been bootstrapped: run `citadelle lab cloud up`")
@@ -326,9 +320,7 @@ def load_secrets() -> Secrets:
 
 
 def _write_configs(secrets: Secrets) -> None:
-    etc = STATE / "etc"
-    etc.mkdir(parents=True, exist_ok=True)
-    etc.chmod(0o700)
+    etc = private_dir(STATE / "etc")
     neutron_paste = PKGROOT / "usr/share/neutron-common/api-paste.ini"
     cinder_paste = PKGROOT / "usr/share/cinder-common/api-paste.ini"
     files = {
@@ -345,10 +337,10 @@ def _write_configs(secrets: Secrets) -> None:
         ),
     }
     for name, text in files.items():
-        _write_private(etc / name, text)
+        write_file(etc / name, text, 0o600)
     (BARBICAN_HOME / ".barbican").mkdir(parents=True, exist_ok=True)
-    _write_private(
-        BARBICAN_HOME / ".barbican" / "barbican.conf", configs.barbican_conf(STATE, secrets)
+    write_file(
+        BARBICAN_HOME / ".barbican" / "barbican.conf", configs.barbican_conf(STATE, secrets), 0o600
     )
 
 
@@ -451,8 +443,7 @@ def _snapshot() -> None:
 
 def _restore() -> None:
     shutil.rmtree(STATE, ignore_errors=True)
-    STATE.mkdir(parents=True)
-    STATE.chmod(0o700)
+    private_dir(STATE)
     for sub in ("db", "fernet-keys", "credential-keys", "tokens"):
         shutil.copytree(SNAPSHOT / sub, STATE / sub)
     shutil.copy2(SNAPSHOT / "secrets.json", SECRETS_FILE)
@@ -486,7 +477,7 @@ def write_clouds_yaml(secrets: Secrets) -> None:
         }
     }
     # JSON is valid YAML; clouds.yaml readers accept it.
-    _write_private(CLOUDS_YAML, json.dumps(doc, indent=2) + "\n")
+    write_file(CLOUDS_YAML, json.dumps(doc, indent=2) + "\n", 0o600)
 
 
 def up(fresh: bool = False) -> UpResult:
@@ -496,15 +487,14 @@ def up(fresh: bool = False) -> UpResult:
     if running():
         raise CitadelleError("cloud lab is already running: run `citadelle lab cloud down` first")
     cold = fresh or not _snapshot_current()
-    LAB.mkdir(parents=True, exist_ok=True)
-    LAB.chmod(0o700)
+    private_dir(LAB)
     if cold:
         shutil.rmtree(STATE, ignore_errors=True)
+        private_dir(STATE)
         for sub in ("db", "log", "lock", "tokens", "neutron", "cinder"):
-            (STATE / sub).mkdir(parents=True)
-        STATE.chmod(0o700)
+            (STATE / sub).mkdir()
         secrets = _new_secrets()
-        _write_private(SECRETS_FILE, json.dumps(asdict(secrets), indent=2) + "\n")
+        write_file(SECRETS_FILE, json.dumps(asdict(secrets), indent=2) + "\n", 0o600)
         _write_configs(secrets)
         _create_wal_databases()
         _bootstrap_databases(secrets)

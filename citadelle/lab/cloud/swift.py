@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
+from citadelle.files import private_dir, write_file
 from citadelle.lab.cloud import configs
 from citadelle.lab.cloud.configs import HOST
 
@@ -101,13 +102,6 @@ def new_hash_salts() -> tuple[str, str]:
     return pysecrets.token_hex(16), pysecrets.token_hex(16)
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    path.chmod(0o600)
-
-
 def _common(files: SwiftFiles, port: int, name: str) -> dict[str, str]:
     return {
         "bind_ip": HOST,
@@ -130,29 +124,28 @@ def render_configs(
     files: SwiftFiles, *, prefix: str, suffix: str, swift_password: str, root_secret_id: str,
     cert: Path, key: Path, info_key: str,
 ) -> None:
-    files.etc.mkdir(parents=True, exist_ok=True)
-    files.etc.chmod(0o700)
+    private_dir(files.etc)
     (files.devices / "d1").mkdir(parents=True, exist_ok=True)
-    _write_private(files.etc / "swift.conf", configs.render({
+    write_file(files.etc / "swift.conf", configs.render({
         "swift-hash": {"swift_hash_path_prefix": prefix, "swift_hash_path_suffix": suffix},
         "storage-policy:0": {"name": "gold", "default": "yes"},
-    }))
+    }), 0o600)
     for server, port, app in (
         ("swift-account", SWIFT_PORTS.account, "account"),
         ("swift-container", SWIFT_PORTS.container, "container"),
         ("swift-object", SWIFT_PORTS.object, "object"),
     ):
         kind = server.removeprefix("swift-")
-        _write_private(files.conf(server), configs.render({
+        write_file(files.conf(server), configs.render({
             "DEFAULT": _common(files, port, f"{kind}-server"),
             "pipeline:main": {"pipeline": f"{kind}-server"},
             f"app:{kind}-server": {"use": f"egg:swift#{app}"},
             f"{kind}-replicator": {}, f"{kind}-auditor": {},
-        }))
+        }), 0o600)
     proxy_common = {k: v for k, v in _common(files, SWIFT_PORTS.proxy, "proxy-server").items()
                     if k not in ("devices", "mount_check")}
-    _write_private(files.info_key_file, info_key + "\n")
-    _write_private(files.conf("swift-proxy"), configs.render({
+    write_file(files.info_key_file, info_key + "\n", 0o600)
+    write_file(files.conf("swift-proxy"), configs.render({
         "DEFAULT": {**proxy_common, "cert_file": str(cert), "key_file": str(key)},
         "pipeline:main": {"pipeline": " ".join((
             "catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "listing_formats",
@@ -189,10 +182,10 @@ def render_configs(
             "keymaster_config_path": str(files.keymaster_conf),
         },
         "filter:encryption": {"use": "egg:swift#encryption"},
-    }))
+    }), 0o600)
     # The keymaster's Keystone credentials and the Barbican id of the root secret; the secret
     # itself never leaves Barbican except into the proxy's memory.
-    _write_private(files.keymaster_conf, configs.render({"kms_keymaster": {
+    write_file(files.keymaster_conf, configs.render({"kms_keymaster": {
         "key_id": root_secret_id,
         "username": SERVICE_USER,
         "password": swift_password,
@@ -200,7 +193,7 @@ def render_configs(
         "user_domain_name": "Default",
         "project_domain_name": "Default",
         "auth_endpoint": configs.keystone_url() + "/v3",
-    }}))
+    }}), 0o600)
 
 
 def build_rings(files: SwiftFiles) -> None:
