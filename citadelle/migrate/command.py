@@ -62,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     copy.add_argument("--inventory", type=Path, help="the deployed environment's inventory, "
                       "whose gateway group runs the shards (default: runs/ENV/inventory.yml, "
                       "written by `citadelle inventory ENV`)")
-    copy.add_argument("--gateway", metavar="NAME", help="only this gateway; with --lab, the "
-                      "gateway clone to run on (without it the lab copies from this machine)")
+    copy.add_argument("--gateway", metavar="NAME", action="append", dest="gateways",
+                      help="only this gateway (repeatable); with --lab, a gateway clone to run "
+                      "on (without any the lab copies from this machine)")
     copy.add_argument("--lab-run-dir", type=Path, help="lab only: the run directory of the "
                       "clones (default: .lab)")
     copy.set_defaults(func=_copy)
@@ -215,12 +216,14 @@ def _copy(args: argparse.Namespace) -> int:
 def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateways | None:
     """The gateways the copy fans out to; None in the lab without --gateway."""
     if ctx.lab:
-        if not args.gateway:
+        if not args.gateways:
             return None
         stand_in = lab_stand_in(args.lab_run_dir)
-        return fanout.Gateways(stand_in.gateway_inventory(args.gateway), [args.gateway],
-                        stand_in.gateway_role_vars(), stand_in.gateway_url,
-                        lambda name: f"lab clone {name}")
+        names = sorted(set(args.gateways))
+        # One lab inventory holds every clone; each named one must be a live gateway clone.
+        inventories = {stand_in.gateway_inventory(name) for name in names}
+        return fanout.Gateways(inventories.pop(), names, stand_in.gateway_role_vars(),
+                               stand_in.gateway_url, lambda name: f"lab clone {name}")
     from citadelle.deploy.inventory import (  # noqa: PLC0415
         default_path,
         host_vars,
@@ -236,11 +239,12 @@ def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateway
                              f"environment's transfer gateways (`citadelle inventory "
                              f"{ctx.environment}` writes it, or pass --inventory FILE)")
     names = hosts_in(host_vars(load_inventory(inventory)), "gateway")
-    if args.gateway:
-        if args.gateway not in names:
-            raise CitadelleError(f"--gateway {args.gateway}: not a gateway of {inventory} "
+    if args.gateways:
+        unknown = sorted(set(args.gateways) - set(names))
+        if unknown:
+            raise CitadelleError(f"--gateway {', '.join(unknown)}: not a gateway of {inventory} "
                                  f"({', '.join(names) or 'none'})")
-        names = [args.gateway]
+        names = sorted(set(args.gateways))
     if not names:
         raise CitadelleError(f"{inventory}: no host in the gateway group")
     return fanout.Gateways(inventory, names, role_vars(Environment.load(ctx.environment).settings))

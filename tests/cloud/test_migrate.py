@@ -335,6 +335,10 @@ def _fence(lab: Any, clone: str) -> str:
     return lab.ssh(clone, "nft list table inet citadelle_transfer_egress", sudo=True).stdout
 
 
+def _uncounted(ruleset: str) -> str:
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", ruleset)
+
+
 def _dropped(lab: Any, clone: str) -> int:
     """Packets the gateway's egress fence has dropped so far (its counter rule)."""
     ruleset = _fence(lab, clone)
@@ -347,14 +351,17 @@ def _dropped(lab: Any, clone: str) -> int:
 @pytest.mark.timeout(3600)  # the session's hardened converge may start here
 @pytest.mark.snc("13.2", "12.14")
 @pytest.mark.bp028("R28", "R80")
-def test_copy_through_the_hardened_gateway_whose_firewall_refuses_other_destinations(
+def test_copy_fans_out_to_two_gateways_whose_firewalls_refuse_other_destinations(
         migrated: dict[str, Any], member: Any, run_dir: Path, hardened_converge: Any) -> None:
     from citadelle.lab.collector import PORT as COLLECTOR_PORT
     from citadelle.lab.vm import free_port
 
-    # The session's gateway clone, converged by the roles: /home noexec, /etc sealed by AIDE.
-    lab, clone = hardened_converge.lab, "gw"
+    # The session's gateway clone, converged by the roles: /home noexec, /etc sealed by AIDE;
+    # and a second, fresh gateway clone beside it for the time of this test: the shards are
+    # shared between the two, one engine each, in one Ansible run.
+    lab, clone, second = hardened_converge.lab, "gw", "gw-b"
     assert hardened_converge.inventory.clone(clone).role == "gateway"
+    lab.up({second: "gateway"})
     other_port = free_port()
     # Another destination on the host: reachable from the clone until the channel is fenced.
     other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
@@ -365,14 +372,15 @@ def test_copy_through_the_hardened_gateway_whose_firewall_refuses_other_destinat
         assert _connect_from(lab, clone, other_port).endswith("exit=0")
         empty_destination(member)
         started = time.monotonic()
-        copy = migrate("copy", run_dir, "--gateway", clone, "--lab-run-dir", str(lab.run_dir),
-                       check=0)
+        copy = migrate("copy", run_dir, "--gateway", clone, "--gateway", second,
+                       "--lab-run-dir", str(lab.run_dir), check=0)
         seconds = time.monotonic() - started
-        assert f"on {clone}: " in copy.stdout
+        assert f"on {clone}: " in copy.stdout and f"on {second}: " in copy.stdout, copy.stdout
         verify = migrate("verify", run_dir, check=0)
         assert "verified, every byte" in verify.stdout
         evidence = json.loads(latest(run_dir, "verify-*/evidence.json").read_text())
-        assert evidence["gateways"] == [f"lab clone {clone}"] and evidence["ok"] is True
+        assert evidence["gateways"] == [f"lab clone {clone}", f"lab clone {second}"]
+        assert evidence["ok"] is True
         # The engine's credentials never reach the copy's run folder (Ansible's records).
         key = Source().account_key()
         copy_run = latest(run_dir, "copy-*/copy-run.json").parent
@@ -392,15 +400,18 @@ def test_copy_through_the_hardened_gateway_whose_firewall_refuses_other_destinat
         assert "policy drop" in fence
         # The clone keeps its time source and log collector (udp 123, the collector's port).
         assert "udp dport 123 accept" in fence and f"tcp dport {COLLECTOR_PORT} accept" in fence
+        # The same channel, the same fence (but for what each counter has seen).
+        assert _uncounted(_fence(lab, second)) == _uncounted(fence)
         # The transfer left the sealed set as it was: AIDE finds no change on the gateway.
         integrity = yaml.safe_load((ROLES_DIR / "bp028_integrity/vars/main.yml").read_text())
         aide = lab.ssh(clone, f"aide --config {integrity['bp028_integrity_config']} --check",
                        sudo=True, timeout=900)
         assert aide.returncode == 0, aide.stdout[:4000]
-        print(f"\ncopy of {SEED_OBJECTS} objects through the hardened gateway: {seconds:.1f} s "
+        print(f"\ncopy of {SEED_OBJECTS} objects through two gateways: {seconds:.1f} s "
               f"(host: {migrated['copy_seconds']:.1f} s)")
     finally:
         other.terminate()
         other.wait(timeout=10)
-        # The session's later checks see the gateway as its converge left it.
+        # The session's later checks see the lab as its converge left it.
         lab.ssh(clone, "nft delete table inet citadelle_transfer_egress", sudo=True)
+        lab.down([second])

@@ -192,6 +192,36 @@ def test_shards_go_to_the_inventory_gateway_group() -> None:
     assert hosts_in(hosts, "gateway") == ["citadelle-prod-gateway-1", "citadelle-prod-gateway-2"]
 
 
+def test_named_gateways_must_be_gateways_of_the_inventory(tmp_path: Path) -> None:
+    import argparse
+    import types
+
+    import yaml
+
+    from citadelle.migrate import command
+
+    inventory_file = tmp_path / "inventory.yml"
+    inventory_file.write_text(yaml.safe_dump({"all": {"children": {
+        "gateway": {"hosts": {"citadelle-prod-gateway-1": {}, "citadelle-prod-gateway-2": {}}},
+        "bastion": {"hosts": {"citadelle-prod-bastion-1": {}}}}}}))
+    ctx = types.SimpleNamespace(lab=False, environment="prod")
+
+    def chosen(*names: str) -> list[str]:
+        args = argparse.Namespace(inventory=inventory_file, gateways=list(names) or None)
+        found = command._gateways(args, ctx)  # type: ignore[arg-type]
+        assert found is not None and found.inventory == inventory_file
+        return found.names
+
+    assert chosen() == ["citadelle-prod-gateway-1", "citadelle-prod-gateway-2"]
+    assert chosen("citadelle-prod-gateway-2", "citadelle-prod-gateway-2") == [
+        "citadelle-prod-gateway-2"]
+    with pytest.raises(CitadelleError) as refused:
+        chosen("citadelle-prod-gateway-1", "citadelle-prod-bastion-1", "gw-9")
+    assert str(refused.value) == (
+        f"--gateway citadelle-prod-bastion-1, gw-9: not a gateway of {inventory_file} "
+        "(citadelle-prod-gateway-1, citadelle-prod-gateway-2)")
+
+
 def test_the_evidence_report_lists_and_rechecks_the_latest_transfer(tmp_path: Path) -> None:
     from citadelle.evidence.report import migration_evidence
 
