@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -185,12 +185,13 @@ class LabTarget:
                                 cloud=cloud_lab.CLOUD_NAME, clouds_yaml=cloud_lab.CLOUDS_YAML,
                                 gateway=TRANSFER_HOST)
 
-    def gateway_inventory(self, name: str) -> Path:
+    def gateway_inventory(self, names: Sequence[str]) -> Path:
         lab = self.lab()
-        clone = next((c for c in lab.status() if c.name == name), None)
-        if clone is None or not clone.alive or clone.role != "gateway":
-            raise CitadelleError(f"--gateway {name}: no running lab clone of role gateway by "
-                                 "that name (citadelle lab up --clones NAME=gateway)")
+        live = {c.name for c in lab.status() if c.alive and c.role == "gateway"}
+        missing = [name for name in names if name not in live]
+        if missing:
+            raise CitadelleError(f"--gateway {', '.join(missing)}: no running lab clone of role "
+                                 "gateway by that name (citadelle lab up --clones NAME=gateway)")
         return lab.inventory().inventory
 
     def gateway_url(self, url: str) -> str:

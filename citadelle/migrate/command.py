@@ -215,15 +215,14 @@ def _copy(args: argparse.Namespace) -> int:
 
 def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateways | None:
     """The gateways the copy fans out to; None in the lab without --gateway."""
+    wanted = sorted(set(args.gateways or ()))
     if ctx.lab:
-        if not args.gateways:
+        if not wanted:
             return None
         stand_in = lab_stand_in(args.lab_run_dir)
-        names = sorted(set(args.gateways))
-        # One lab inventory holds every clone; each named one must be a live gateway clone.
-        inventories = {stand_in.gateway_inventory(name) for name in names}
-        return fanout.Gateways(inventories.pop(), names, stand_in.gateway_role_vars(),
-                               stand_in.gateway_url, lambda name: f"lab clone {name}")
+        return fanout.Gateways(stand_in.gateway_inventory(wanted), wanted,
+                               stand_in.gateway_role_vars(), stand_in.gateway_url,
+                               lambda name: f"lab clone {name}")
     from citadelle.deploy.inventory import (  # noqa: PLC0415
         default_path,
         host_vars,
@@ -239,12 +238,12 @@ def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateway
                              f"environment's transfer gateways (`citadelle inventory "
                              f"{ctx.environment}` writes it, or pass --inventory FILE)")
     names = hosts_in(host_vars(load_inventory(inventory)), "gateway")
-    if args.gateways:
-        unknown = sorted(set(args.gateways) - set(names))
+    if wanted:
+        unknown = [name for name in wanted if name not in names]
         if unknown:
             raise CitadelleError(f"--gateway {', '.join(unknown)}: not a gateway of {inventory} "
                                  f"({', '.join(names) or 'none'})")
-        names = sorted(set(args.gateways))
+        names = wanted
     if not names:
         raise CitadelleError(f"{inventory}: no host in the gateway group")
     return fanout.Gateways(inventory, names, role_vars(Environment.load(ctx.environment).settings))

@@ -9,7 +9,7 @@ addresses it sees the endpoints at, its time and log services).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,8 +22,8 @@ from citadelle.migrate.context import StandInEndpoints
 class TransferStandIn(Protocol):
     def transfer_endpoints(self) -> StandInEndpoints: ...
 
-    def gateway_inventory(self, name: str) -> Path:
-        """An inventory holding the live gateway clone ``name`` (refused if there is none)."""
+    def gateway_inventory(self, names: Sequence[str]) -> Path:
+        """An inventory holding the live gateway clones ``names`` (refused if one is not)."""
         ...
 
     def gateway_url(self, url: str) -> str:

@@ -44,7 +44,9 @@ def test_lab_stands_in_for_the_migration_endpoints(tmp_path: Path) -> None:
 
 def test_gateway_inventory_needs_a_live_gateway_clone(tmp_path: Path) -> None:
     with pytest.raises(CitadelleError, match="--gateway gw: no running lab clone of role gateway"):
-        LabTarget(root=tmp_path).gateway_inventory("gw")
+        LabTarget(root=tmp_path).gateway_inventory(["gw"])
+    with pytest.raises(CitadelleError, match="--gateway gw, gw-b: no running lab clone"):
+        LabTarget(root=tmp_path).gateway_inventory(["gw", "gw-b"])
 
 
 @pytest.mark.parametrize(("url", "seen"), [
