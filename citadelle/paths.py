@@ -36,3 +36,13 @@ REFERENCE_DIR = REPO_ROOT / "reference"
 PROJECT_FILE = REPO_ROOT / "Pulumi.yaml"
 LAB_DIR = REPO_ROOT / ".lab"
 RUNS_DIR = REPO_ROOT / "runs"
+
+
+def inventory_path(env: str) -> Path:
+    """Where `citadelle inventory ENV` writes the environment's inventory by default."""
+    return RUNS_DIR / env / "inventory.yml"
+
+
+def migration_run_dir(env: str, target: str) -> Path:
+    """The migration's run folder of ``env``; a stand-in target's runs (the lab's) apart."""
+    return RUNS_DIR / "migrate" / (env if target == "cloud" else f"{env}-{target}")

@@ -37,7 +37,8 @@ from citadelle.lab import Clone, Lab, LabInventory
 from citadelle.lab.collector import Collector
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER
 from citadelle.lab.ntp import TimeServer
-from citadelle.lab.target import LAB_CLONES, LabTarget, lab_outputs, lab_volumes
+from citadelle.lab.outputs import lab_outputs
+from citadelle.lab.target import LAB_CLONES, LabTarget, lab_volumes
 from citadelle.paths import LAB_DIR
 
 # The names the lab target gives its clones, so `citadelle deploy dev --target lab` run on the

@@ -207,12 +207,12 @@ def run_playbook(
                         elapsed=elapsed, hosts=hosts, failures=failures, facts=facts)
 
 
-def harden(args: argparse.Namespace, *, extravars: Mapping[str, Any] | None = None) -> int:
+def harden(args: argparse.Namespace) -> int:
     """Run the options' playbook over ``args.inventory`` and print the summary."""
     if args.inventory is None:
         raise CitadelleError("harden: --inventory FILE is required (`citadelle inventory ENV` "
                              "writes one; the lab's: `citadelle lab harden`)")
-    extravars = dict(extravars or {})
+    extravars: dict[str, Any] = {}
     if args.aide_rebaseline:
         extravars["bp028_integrity_aide_rebaseline"] = True
     result = run_playbook(args.playbook, args.inventory, limit=args.limit, tags=args.tags,

@@ -306,11 +306,6 @@ def host_vars(inventory: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- CLI
 
 
-def default_path(env: str) -> Path:
-    """Where `citadelle inventory ENV` writes the environment's inventory by default."""
-    return paths.RUNS_DIR / env / "inventory.yml"
-
-
 def hosts_in(hosts: Mapping[str, Mapping[str, Any]], group: str) -> list[str]:
     """The hosts of ``host_vars`` that belong to ``group``, sorted."""
     return sorted(h for h, v in hosts.items() if group in v["group_names"])
@@ -318,7 +313,7 @@ def hosts_in(hosts: Mapping[str, Mapping[str, Any]], group: str) -> list[str]:
 
 def _handle(args: argparse.Namespace) -> int:
     env = Environment.load(args.env, target_from_args(args))
-    out = Path(args.out) if args.out else default_path(args.env)
+    out = Path(args.out) if args.out else paths.inventory_path(args.env)
     files = inventory_for(env, out)
     hosts = host_vars(load_inventory(files.inventory))
     by_role = {role: hosts_in(hosts, role) for role in ROLES}

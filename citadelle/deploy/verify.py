@@ -198,8 +198,7 @@ def write_sarif(path: Path, rules: Sequence[Rule], found: Sequence[Finding]) -> 
 
 
 def _handle(args: argparse.Namespace) -> int:
-    inventory = Path(args.inventory) if args.inventory else paths.RUNS_DIR / args.env / \
-        "inventory.yml"
+    inventory = Path(args.inventory) if args.inventory else paths.inventory_path(args.env)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else paths.RUNS_DIR / f"verify-{args.env}-{stamp}"
     run = run_checks(args.env, inventory, out,

@@ -21,7 +21,7 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +46,32 @@ class Access:
     role_vars: Mapping[str, Any] = field(default_factory=dict)
 
 
+# The migration source's account key: from the operators' environment, never a file or option.
+SOURCE_KEY_ENV = "CITADELLE_MIGRATION_SOURCE_KEY"
+
+
+@dataclass(frozen=True)
+class TransferEndpoints:
+    """Where a migration reads and writes (``citadelle.migrate``), as the target serves them."""
+
+    source_url: str
+    account: str
+    key: str = field(repr=False)
+    source_ca: Path | None
+    cloud: str
+    clouds_yaml: Path | None
+    gateways: tuple[str, ...]  # where the shard plan puts the copy
+    loopback: bool = False  # endpoints on this machine's loopback (the lab's), allowed as such
+
+
 class Target(Protocol):
-    name: str
-    label: str  # where the outputs came from, for generated files' headers
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str:
+        """Where the outputs came from, for generated files' headers."""
+        ...
 
     def up(self, env: Environment, log: Path) -> tuple[StackOutputs, str]:
         """Deploy (or stand in for deploying) ``env``; its outputs and a one-line summary."""
@@ -70,6 +93,24 @@ class Target(Protocol):
         """An inventory of one unhardened host of the platform's image, for the time of the
         context: the checks that pass there prove nothing of the roles. None if the target
         has none to offer."""
+        ...
+
+    def transfer_endpoints(self, env: Environment, cloud: str | None) -> TransferEndpoints:
+        """The migration's source and destination cloud (``cloud``: a clouds.yaml entry)."""
+        ...
+
+    def gateway_inventory(self, env: Environment, names: Sequence[str],
+                          inventory: Path | None) -> Path | None:
+        """An inventory whose gateway group runs the copy's shards (only ``names`` when some
+        are given); None where the copy runs on this machine."""
+        ...
+
+    def gateway_url(self, url: str) -> str:
+        """``url`` as the gateways reach it."""
+        ...
+
+    def gateway_label(self, name: str) -> str:
+        """How the evidence names gateway ``name``."""
         ...
 
 
@@ -218,6 +259,40 @@ class CloudTarget:
     def baseline(self, env: Environment, out: Path) -> AbstractContextManager[Path | None]:
         # A deployed environment has no pristine host to spare: reports say so.
         return nullcontext(None)
+
+    def transfer_endpoints(self, env: Environment, cloud: str | None) -> TransferEndpoints:
+        """The declared source (its key from ``$CITADELLE_MIGRATION_SOURCE_KEY``) and the
+        operators' cloud entry; the shards go to the environment's transfer gateways."""
+        migration = env.settings.migration
+        if migration is None:
+            raise CitadelleError(f"environment {env.name}: no migration source declared")
+        key = os.environ.get(SOURCE_KEY_ENV, "")
+        if not key:
+            raise CitadelleError(f"source {migration.source.url}: no credential "
+                                 f"({SOURCE_KEY_ENV} is not set)")
+        if not cloud:
+            raise CitadelleError("no destination cloud selected: pass --os-cloud NAME")
+        return TransferEndpoints(
+            source_url=migration.source.url, account=migration.source.account, key=key,
+            source_ca=None, cloud=cloud, clouds_yaml=None,
+            gateways=tuple(f"{env.prefix}-gateway-{i}"
+                           for i in range(env.settings.compute.gateway.count)))
+
+    def gateway_inventory(self, env: Environment, names: Sequence[str],
+                          inventory: Path | None) -> Path:
+        """The environment's inventory, as `citadelle inventory ENV` wrote it."""
+        path = inventory or paths.inventory_path(env.name)
+        if not path.is_file():
+            raise CitadelleError(f"inventory {path} not found: the shards run on the "
+                                 f"environment's transfer gateways (`citadelle inventory "
+                                 f"{env.name}` writes it, or pass --inventory FILE)")
+        return path
+
+    def gateway_url(self, url: str) -> str:
+        return url
+
+    def gateway_label(self, name: str) -> str:
+        return name
 
 
 # Every target by name, imported on use: only the lab's own commands import the lab.

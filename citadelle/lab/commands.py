@@ -19,7 +19,7 @@ from citadelle.lab.collector import GUEST_ADDRESS, LISTEN, PORT, Collector
 from citadelle.lab.core import Lab
 from citadelle.lab.ntp import TimeServer
 from citadelle.lab.outputs import ROLES
-from citadelle.lab.target import LabTarget, lab_role_vars
+from citadelle.lab.target import LabTarget
 from citadelle.paths import LAB_DIR
 
 DEFAULT_CLONES = "bastion=bastion,gw=gateway,node1=node"
@@ -119,7 +119,8 @@ def _ssh(args: argparse.Namespace) -> int:
 def _harden(args: argparse.Namespace) -> int:
     for line in LabTarget(args.lab_dir).prepare_lines():
         print(line + "; `citadelle lab collector` shows receipts")
-    return harden(args, extravars=lab_role_vars(args.lab_dir))
+    # The lab's inventory carries what the clones impose (citadelle.lab.outputs.lab_role_vars).
+    return harden(args)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from citadelle.environment.targets import Access
 from citadelle.errors import CitadelleError
 from citadelle.lab import volume
 from citadelle.lab.collector import Collector
@@ -45,7 +46,7 @@ from citadelle.lab.image import (
     find_image,
     tool,
 )
-from citadelle.lab.outputs import ROLES, Clone, LabInventory, write_outputs
+from citadelle.lab.outputs import ROLES, Clone, LabInventory, lab_role_vars, write_outputs
 from citadelle.lab.qmp import QMP, QMPError
 from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.lab.vm import (
@@ -443,13 +444,16 @@ class Lab:
         """The clones that are up."""
         return tuple(self._live())
 
-    def _write_outputs(self) -> LabInventory:
+    def access(self) -> Access:
+        """How Ansible logs in to the clones, and what they impose on the roles."""
         creds = self.credentials()
+        return Access(identity_file=creds.private_key, become_password_file=creds.password_file,
+                      role_vars=lab_role_vars(self.root))
+
+    def _write_outputs(self) -> LabInventory:
         Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return write_outputs(self.run_dir, self._live(), user=self.admin_user,
-                             key=creds.private_key,
-                             password_file=creds.password_file,
-                             control_path=self.control_path)
+        return write_outputs(self.root, self.run_dir, tuple(self._live()), user=self.admin_user,
+                             group=self.admin_group, access=self.access())
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
         """Kill clones by PID and delete their overlays (all when ``names`` is None)."""

@@ -16,25 +16,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from citadelle import paths
 from citadelle.environment import Environment
 from citadelle.environment.outputs import StackOutputs
-from citadelle.environment.targets import Access
+from citadelle.environment.targets import Access, TransferEndpoints
 from citadelle.errors import CitadelleError
 from citadelle.lab import collector, ntp
 from citadelle.lab.cloud import lab as cloud_lab
 from citadelle.lab.collector import Collector
 from citadelle.lab.core import Lab
-from citadelle.lab.credentials import ensure_credentials
-from citadelle.lab.grub import ensure_grub_password_hash
-from citadelle.lab.image import host_mirrors
 from citadelle.lab.ntp import TimeServer
-from citadelle.lab.outputs import Clone
+from citadelle.lab.outputs import lab_outputs, placement
 from citadelle.lab.source import ACCOUNT, Source
-from citadelle.migrate.context import StandInEndpoints
 from citadelle.migrate.fanout import endpoint
 
 # Lab clones standing in for one server of each node role, and the unhardened one.
@@ -42,14 +37,6 @@ LAB_CLONES = {"bastion": "bastion", "gw": "gateway", "node1": "node"}
 BASELINE_CLONE = "baseline"
 # Where the migration's shards run without --gateway: rclone on this machine.
 TRANSFER_HOST = "lab-host"
-
-
-def placement(env: Environment, role: str) -> tuple[str, str]:
-    """(tier, server group) a clone of ``role`` stands in for: a node is the first app pool."""
-    if role == "node":
-        pool = next(p for p in env.settings.compute.node_pools if p.tier == "app")
-        return pool.tier, pool.name
-    return ("admin", "bastion") if role == "bastion" else ("transfer", "gateway")
 
 
 def lab_volumes(env: Environment, clones: dict[str, str]) -> dict[str, int]:
@@ -60,43 +47,6 @@ def lab_volumes(env: Environment, clones: dict[str, str]) -> dict[str, int]:
              **{p.name: p.data_volume_gb for p in compute.node_pools}}
     volumes = {name: sizes[placement(env, role)[1]] for name, role in clones.items()}
     return {name: size for name, size in volumes.items() if size}
-
-
-def lab_outputs(env: Environment, clones: tuple[Clone, ...], user: str, group: str) \
-        -> StackOutputs:
-    """The stack outputs of ``env`` as the lab's clones realise them."""
-    servers = {}
-    for clone in sorted(clones, key=lambda c: c.name):
-        tier, pool = placement(env, clone.role)
-        servers[clone.name] = {
-            "role": clone.role, "privateIp": clone.private_ip, "sshHost": "127.0.0.1",
-            "sshPort": clone.port, "hostKeyEd25519": clone.host_key_ed25519,
-            "tier": tier, "pool": pool}
-    return StackOutputs.parse({"environment": env.name, "adminUser": user,
-                               "adminGroup": group, "region": env.settings.openstack.region,
-                               "servers": servers})
-
-
-def lab_role_vars(root: Path = paths.LAB_DIR) -> dict[str, Any]:
-    """What a clone behind QEMU user-mode networking can have, over the environment's values.
-
-    The user-mode gateway 10.0.2.2 is where forwarded SSH comes from and how a clone reaches
-    the host, hence the lab's log collector (mutual TLS with the identity the lab PKI issued to
-    the clone) and its NTP server (``citadelle.lab.ntp``); APT stays on the host's Debian
-    mirror. The localisation checks report these differences from the allow-list (waived in
-    waivers/lab.yaml).
-    """
-    mirror, security_mirror = host_mirrors()
-    return {
-        "bp028_packages_mirror_url": mirror,
-        "bp028_packages_security_mirror_url": security_mirror,
-        "bp028_firewall_admin_cidrs": [f"{collector.GUEST_ADDRESS}/32"],
-        "bp028_time_ntp_servers": [collector.GUEST_ADDRESS],
-        "bp028_audit_forward_url": f"https://{collector.GUEST_ADDRESS}:{collector.PORT}",
-        **Collector(root).tls_vars(),
-        # The lab's own GRUB superuser password (BP-028 R5), for the environment's secret one.
-        "bp028_kernel_grub_password_hash": ensure_grub_password_hash(root),
-    }
 
 
 @dataclass(frozen=True)
@@ -139,9 +89,7 @@ class LabTarget:
         return lab_outputs(env, clones, lab.admin_user, lab.admin_group)
 
     def access(self, env: Environment) -> Access:
-        creds = ensure_credentials(self.root)
-        return Access(identity_file=creds.private_key, become_password_file=creds.password_file,
-                      role_vars=lab_role_vars(self.root))
+        return self.lab().access()
 
     def prepare(self, env: Environment) -> list[str]:
         return self.prepare_lines()
@@ -176,23 +124,37 @@ class LabTarget:
                 f"{', '.join(map(str, pids.values()))})",
                 f"lab NTP server on 127.0.0.1:{ntp.PORT} (PID {time_pid})"]
 
-    def transfer_endpoints(self) -> StandInEndpoints:
+    def transfer_endpoints(self, env: Environment, cloud: str | None) -> TransferEndpoints:
         """The migration's endpoints in the lab: Azurite as the source, the loopback cloud's
-        Swift as the destination, both certified by the lab CA."""
+        Swift as the destination, both certified by the lab CA; without --gateway the shards
+        run on this machine."""
         source = Source(self.root)
-        return StandInEndpoints(source_url=source.endpoint, account=ACCOUNT,
-                                key=source.account_key(), source_ca=source.ca_cert,
-                                cloud=cloud_lab.CLOUD_NAME, clouds_yaml=cloud_lab.CLOUDS_YAML,
-                                gateway=TRANSFER_HOST)
+        return TransferEndpoints(source_url=source.endpoint, account=ACCOUNT,
+                                 key=source.account_key(), source_ca=source.ca_cert,
+                                 cloud=cloud or cloud_lab.CLOUD_NAME,
+                                 clouds_yaml=cloud_lab.CLOUDS_YAML, gateways=(TRANSFER_HOST,),
+                                 loopback=True)
 
-    def gateway_inventory(self, names: Sequence[str]) -> Path:
+    def gateway_inventory(self, env: Environment, names: Sequence[str],
+                          inventory: Path | None) -> Path | None:
+        """The environment's inventory of the gateway clones ``names``, as `citadelle
+        inventory` writes it; None without names (the copy runs on this machine)."""
+        # Imported here: the inventory renderer is a deploy stage the lab only feeds.
+        from citadelle.deploy.inventory import write_inventory  # noqa: PLC0415
+
+        if not names:
+            return None
         lab = self.lab()
-        live = {c.name for c in lab.status() if c.alive and c.role == "gateway"}
+        live = {c.name: c for c in lab.clones() if c.role == "gateway"}
         missing = [name for name in names if name not in live]
         if missing:
             raise CitadelleError(f"--gateway {', '.join(missing)}: no running lab clone of role "
                                  "gateway by that name (citadelle lab up --clones NAME=gateway)")
-        return lab.inventory().inventory
+        outputs = lab_outputs(env, tuple(live[name] for name in names), lab.admin_user,
+                              lab.admin_group)
+        out = (self.run_dir or self.root) / "transfer" / "inventory.yml"
+        return write_inventory(env, outputs, self.access(env), out, target=self.name,
+                               source="the gateway clones").inventory
 
     def gateway_url(self, url: str) -> str:
         """A loopback URL of this machine as a clone reaches it (QEMU's user-mode gateway)."""
@@ -202,5 +164,5 @@ class LabTarget:
         return urlsplit(url)._replace(
             netloc=f"{collector.GUEST_ADDRESS}:{found['port']}").geturl()
 
-    def gateway_role_vars(self) -> dict[str, Any]:
-        return lab_role_vars(self.root)
+    def gateway_label(self, name: str) -> str:
+        return f"lab clone {name}"

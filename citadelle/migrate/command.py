@@ -1,6 +1,6 @@
 """`citadelle migrate inventory|plan|copy|verify|check-evidence ENV`: the data transfer.
 
-Run folder (default ``runs/migrate/<env>``, ``<env>-lab`` with ``--lab``)::
+Run folder (default ``runs/migrate/<env>``, ``<env>-lab`` with ``--target lab``)::
 
     source-manifest.json            the inventory (resumable: .partial while running)
     plan.json                       shards per gateway, duration, 1 PB / 10 PB projection
@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from citadelle.environment import Environment
+from citadelle.environment.targets import TARGETS, make_target
 from citadelle.errors import CitadelleError
 from citadelle.files import write_file
 from citadelle.migrate import cutover_command, engine, evidence, fanout, manifest
 from citadelle.migrate import plan as planning
 from citadelle.migrate.context import MigrationContext, read_json, resolve, safe_name
-from citadelle.migrate.standin import lab_stand_in
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,12 +39,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("env", metavar="ENV", help="environment (its citadelle:migration)")
-        sub.add_argument("--lab", action="store_true",
-                         help="the lab: Azurite source, loopback cloud Swift destination")
+        sub.add_argument("--target", choices=sorted(TARGETS), default="cloud",
+                         help="cloud: the declared source and --os-cloud; lab: Azurite as the "
+                         "source, the loopback cloud's Swift as the destination (default: "
+                         "%(default)s)")
+        sub.add_argument("--lab-run-dir", type=Path, help="with --target lab: the folder of "
+                         "the clones (default: .lab)")
         sub.add_argument("--os-cloud", help="destination cloud in clouds.yaml (lab default: "
                          "the loopback cloud's member)")
         sub.add_argument("--clouds-yaml", type=Path, help="clouds.yaml (default: "
-                         "$OS_CLIENT_CONFIG_FILE; the lab's own with --lab)")
+                         "$OS_CLIENT_CONFIG_FILE; the lab's own with --target lab)")
         sub.add_argument("--destination-url", help="object store URL (default: the catalog's); "
                          "must be an allow-listed object-storage endpoint")
         sub.add_argument("--source-url", help="source account URL; must be the declared one")
@@ -63,10 +68,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       "whose gateway group runs the shards (default: runs/ENV/inventory.yml, "
                       "written by `citadelle inventory ENV`)")
     copy.add_argument("--gateway", metavar="NAME", action="append", dest="gateways",
-                      help="only this gateway (repeatable); with --lab, a gateway clone to run "
-                      "on (without any the lab copies from this machine)")
-    copy.add_argument("--lab-run-dir", type=Path, help="lab only: the run directory of the "
-                      "clones (default: .lab)")
+                      help="only this gateway (repeatable); with --target lab, a gateway clone "
+                      "to run on (without any the lab copies from this machine)")
     copy.set_defaults(func=_copy)
     verify = common("verify", "read every destination object back, compare size and SHA-256 "
                     "with the source manifest, write evidence")
@@ -81,9 +84,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _context(args: argparse.Namespace) -> MigrationContext:
-    # The lab's endpoints are the same whichever folder holds its clones.
-    stand_in = lab_stand_in().transfer_endpoints() if args.lab else None
-    return resolve(args.env, stand_in=stand_in, cloud=args.os_cloud, clouds_yaml=args.clouds_yaml,
+    env = Environment.load(args.env, make_target(args.target, lab_run_dir=args.lab_run_dir))
+    return resolve(env, cloud=args.os_cloud, clouds_yaml=args.clouds_yaml,
                    source_url=args.source_url, destination_url=args.destination_url,
                    run_dir=args.run_dir)
 
@@ -112,7 +114,7 @@ def _source_manifest(ctx: MigrationContext, path: Path | None) -> dict[str, Any]
     path = path or ctx.manifest_path
     if not path.is_file():
         raise CitadelleError(f"no source manifest at {path}: run `citadelle migrate inventory "
-                             f"{ctx.environment}{' --lab' if ctx.lab else ''}` first")
+                             f"{ctx.environment} --target {ctx.target}` first")
     data = manifest.load(path, ctx.environment)
     if data.get("endpoint") != ctx.source.url:
         raise CitadelleError(f"manifest {path}: taken from {data.get('endpoint')}, not the "
@@ -181,7 +183,7 @@ def _copy(args: argparse.Namespace) -> int:
             files_from.write_text("".join(f"{n}\n" for n in names))
             jobs.append(fanout.Job(label, shard.gateway, container, files_from))
     if gateways is None:
-        # The lab without --gateway: this machine stands in for the gateway.
+        # The target runs the copy on this machine (the lab without --gateway).
         results = [engine.run_local(engine.copy_args(ctx, j.container, j.files_from, j.log, cas),
                                     engine.remote_env(ctx), j.label, j.log)
                    for j in jobs]
@@ -214,39 +216,32 @@ def _copy(args: argparse.Namespace) -> int:
 
 
 def _gateways(args: argparse.Namespace, ctx: MigrationContext) -> fanout.Gateways | None:
-    """The gateways the copy fans out to; None in the lab without --gateway."""
-    wanted = sorted(set(args.gateways or ()))
-    if ctx.lab:
-        if not wanted:
-            return None
-        stand_in = lab_stand_in(args.lab_run_dir)
-        return fanout.Gateways(stand_in.gateway_inventory(wanted), wanted,
-                               stand_in.gateway_role_vars(), stand_in.gateway_url,
-                               lambda name: f"lab clone {name}")
-    from citadelle.deploy.inventory import (  # noqa: PLC0415
-        default_path,
-        host_vars,
-        hosts_in,
-        load_inventory,
-    )
-    from citadelle.environment import Environment  # noqa: PLC0415
-    from citadelle.environment.projections import role_vars  # noqa: PLC0415
+    """The gateways the copy fans out to, from the inventory the target gives (None: the
+    target copies from this machine)."""
+    from citadelle.deploy.inventory import host_vars, hosts_in, load_inventory  # noqa: PLC0415
 
-    inventory = args.inventory or default_path(ctx.environment)
-    if not inventory.is_file():
-        raise CitadelleError(f"inventory {inventory} not found: the shards run on the "
-                             f"environment's transfer gateways (`citadelle inventory "
-                             f"{ctx.environment}` writes it, or pass --inventory FILE)")
-    names = hosts_in(host_vars(load_inventory(inventory)), "gateway")
-    if wanted:
-        unknown = [name for name in wanted if name not in names]
-        if unknown:
-            raise CitadelleError(f"--gateway {', '.join(unknown)}: not a gateway of {inventory} "
-                                 f"({', '.join(names) or 'none'})")
-        names = wanted
+    target = ctx.env.target
+    if target is None:
+        raise CitadelleError(f"{ctx.environment}: no deployment target chosen (--target)")
+    wanted = sorted(set(args.gateways or ()))
+    inventory = target.gateway_inventory(ctx.env, wanted, args.inventory)
+    if inventory is None:
+        return None
+    hosts = host_vars(load_inventory(inventory))
+    names = hosts_in(hosts, "gateway")
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise CitadelleError(f"--gateway {', '.join(unknown)}: not a gateway of {inventory} "
+                             f"({', '.join(names) or 'none'})")
+    names = wanted or names
     if not names:
         raise CitadelleError(f"{inventory}: no host in the gateway group")
-    return fanout.Gateways(inventory, names, role_vars(Environment.load(ctx.environment).settings))
+    # The platform services each gateway keeps are its own inventory variables: the
+    # environment's, with what the target imposes (a clone's time and log services).
+    egress = {(e["host"], e["port"], e["proto"]): e
+              for name in names for e in fanout.platform_egress(hosts[name])}
+    return fanout.Gateways(inventory, names, [egress[k] for k in sorted(egress)],
+                           target.gateway_url, target.gateway_label)
 
 
 def _latest_copy(ctx: MigrationContext) -> dict[str, Any] | None:
@@ -274,7 +269,7 @@ def _verify(args: argparse.Namespace) -> int:
     result = manifest.compare(manifest.entries(data), manifest.entries(readback))
     copy = _latest_copy(ctx) or {}
     body = {
-        "environment": ctx.environment, "lab": ctx.lab, "ok": result.ok,
+        "environment": ctx.environment, "target": ctx.target, "ok": result.ok,
         "differences": result.as_json(),
         "source": {"endpoint": ctx.source.url, "containers": data["containers"],
                    "manifest": "source-manifest.json", "manifest_sha256": manifest.digest(data),

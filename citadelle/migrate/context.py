@@ -1,10 +1,11 @@
-"""Where a migration reads and writes, resolved once from the stack config (or the lab).
+"""Where a migration reads and writes, resolved once from the environment and its target.
 
-The source is the environment's declared ``citadelle:migration.source``; the destination is the
-environment's object store, which must be an allow-listed ``object-storage`` endpoint
-(SecNumCloud 19.2, 19.6). In the lab (``--lab``), the source is the lab's Azurite and the
-destination the loopback cloud's Swift, loopback being allowed as for the cloud audit; every
-other rule (declared containers, allow-list of any explicit destination, TLS) is the same.
+The target supplies the endpoints (``Target.transfer_endpoints``): on the cloud, the declared
+``citadelle:migration.source`` and the operators' cloud entry; in the lab (``--target lab``),
+the lab's Azurite and the loopback cloud's Swift, loopback being allowed as for the cloud
+audit. The rules are the same for every target: the destination is an allow-listed
+``object-storage`` endpoint of the environment over TLS (SecNumCloud 19.2, 19.6), the
+containers are the declared ones.
 """
 
 from __future__ import annotations
@@ -17,26 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from citadelle import paths
 from citadelle.audit.allowlist import AllowList
 from citadelle.environment import Environment
 from citadelle.errors import CitadelleError
-from citadelle.paths import RUNS_DIR
-
-SOURCE_KEY_ENV = "CITADELLE_MIGRATION_SOURCE_KEY"
-
-
-@dataclass(frozen=True)
-class StandInEndpoints:
-    """The source and destination a stand-in (the lab) serves, and where its shards run
-    unless told otherwise (``citadelle.migrate.standin``)."""
-
-    source_url: str
-    account: str
-    key: str = field(repr=False)
-    source_ca: Path
-    cloud: str
-    clouds_yaml: Path
-    gateway: str
 
 
 @dataclass(frozen=True)
@@ -76,8 +61,8 @@ class Tuning:
 
 @dataclass(frozen=True)
 class MigrationContext:
-    environment: str
-    lab: bool
+    env: Environment
+    target: str  # the target's name, as the run records and the hints give it
     source: SourceAccess
     destination: DestinationAccess
     tuning: Tuning
@@ -85,39 +70,44 @@ class MigrationContext:
     run_dir: Path
 
     @property
+    def environment(self) -> str:
+        return self.env.name
+
+    @property
     def manifest_path(self) -> Path:
         return self.run_dir / "source-manifest.json"
 
 
-def _settings(env: str) -> Any:
-    settings = Environment.load(env).settings
-    if settings.migration is None:
+def _settings(env: Environment) -> Any:
+    if env.settings.migration is None:
         raise CitadelleError(
-            f"environment {env}: no migration source declared (citadelle:migration in "
-            f"environments/Pulumi.{env}.yaml; docs/migration.md)"
+            f"environment {env.name}: no migration source declared (citadelle:migration in "
+            f"environments/Pulumi.{env.name}.yaml; docs/migration.md)"
         )
-    return settings
+    return env.settings
 
 
-def _allow(settings: Any, lab: bool) -> AllowList:
+def _allow(settings: Any, loopback: bool) -> AllowList:
     providers = settings.sovereignty.providers
     allow = AllowList(domains=tuple(d for p in providers for d in p.domains),
                       networks=tuple(n for p in providers for n in p.networks))
-    return allow.with_loopback() if lab else allow
+    return allow.with_loopback() if loopback else allow
 
 
-def check_destination(settings: Any, url: str, lab: bool) -> None:
-    """Refuse a destination that is not the environment's allow-listed object store."""
+def check_destination(settings: Any, url: str, loopback: bool) -> None:
+    """Refuse a destination that is not the environment's allow-listed object store
+    (``loopback``: the target's endpoints are on this machine's loopback, as the lab's)."""
     host = (urlsplit(url).hostname or "").lower()
     if urlsplit(url).scheme != "https":
         raise CitadelleError(f"destination {url}: not https (TLS is required at both ends)")
     declared = settings.endpoint_hosts("object-storage")
-    loopback = lab and _allow(settings, lab).allows_host(host) and host.startswith("127.")
-    if host not in declared and not loopback:
+    allowed_loopback = loopback and _allow(settings, loopback).allows_host(host) \
+        and host.startswith("127.")
+    if host not in declared and not allowed_loopback:
         raise CitadelleError(
             f"destination {url}: host {host!r} is not an allow-listed object-storage endpoint "
             f"of {settings.environment} (allowed: {', '.join(declared) or 'none'}"
-            f"{', loopback (lab)' if lab else ''}); nothing was copied"
+            f"{', loopback (lab)' if loopback else ''}); nothing was copied"
         )
 
 
@@ -151,42 +141,26 @@ def _storage_url(entry: dict[str, Any], path: Path | None, cloud: str) -> str:
     return url.rstrip("/")
 
 
-def resolve(env: str, *, stand_in: StandInEndpoints | None = None, cloud: str | None = None,
-            clouds_yaml: Path | None = None, source_url: str | None = None,
-            destination_url: str | None = None, run_dir: Path | None = None) \
-        -> MigrationContext:
-    """The migration's endpoints and tuning for ``env`` (or the stand-in's, in the lab);
-    refuses anything undeclared."""
+def resolve(env: Environment, *, cloud: str | None = None, clouds_yaml: Path | None = None,
+            source_url: str | None = None, destination_url: str | None = None,
+            run_dir: Path | None = None) -> MigrationContext:
+    """The migration's endpoints and tuning for ``env`` as its target serves them; refuses
+    anything undeclared."""
     settings = _settings(env)
     migration = settings.migration
-    lab = stand_in is not None
-    if stand_in is not None:
-        declared_url, account, key = stand_in.source_url, stand_in.account, stand_in.key
-        source_ca: Path | None = stand_in.source_ca
-        cloud = cloud or stand_in.cloud
-        clouds_yaml = clouds_yaml or stand_in.clouds_yaml
-        gateways: tuple[str, ...] = (stand_in.gateway,)
-    else:
-        declared_url, account = migration.source.url, migration.source.account
-        key = os.environ.get(SOURCE_KEY_ENV, "")
-        if not key:
-            raise CitadelleError(f"source {declared_url}: no credential ({SOURCE_KEY_ENV} is "
-                                 "not set)")
-        source_ca = None
-        if not cloud:
-            raise CitadelleError("no destination cloud selected: pass --os-cloud NAME")
-        gateways = tuple(f"citadelle-{env}-gateway-{i}"
-                         for i in range(settings.compute.gateway.count))
-    if source_url is not None and source_url.rstrip("/") != declared_url:
-        raise CitadelleError(f"source {source_url}: not the declared migration source of {env} "
-                             f"({declared_url}); nothing was copied")
-    entry, path = _clouds_entry(cloud, clouds_yaml)
+    if env.target is None:
+        raise CitadelleError(f"{env.name}: no deployment target chosen (--target)")
+    served = env.target.transfer_endpoints(env, cloud)
+    if source_url is not None and source_url.rstrip("/") != served.source_url:
+        raise CitadelleError(f"source {source_url}: not the declared migration source of "
+                             f"{env.name} ({served.source_url}); nothing was copied")
+    entry, path = _clouds_entry(served.cloud, clouds_yaml or served.clouds_yaml)
     auth = entry.get("auth", {})
     storage_url = destination_url.rstrip("/") if destination_url else None
     if storage_url is not None:
-        check_destination(settings, storage_url, lab)
-    storage_url = storage_url or _storage_url(entry, path, cloud)
-    check_destination(settings, storage_url, lab)
+        check_destination(settings, storage_url, served.loopback)
+    storage_url = storage_url or _storage_url(entry, path, served.cloud)
+    check_destination(settings, storage_url, served.loopback)
     cacert = entry.get("cacert")
     destination = DestinationAccess(
         auth_url=str(auth.get("auth_url", "")), username=str(auth.get("username", "")),
@@ -194,16 +168,17 @@ def resolve(env: str, *, stand_in: StandInEndpoints | None = None, cloud: str | 
         user_domain=str(auth.get("user_domain_name", "Default")),
         project_domain=str(auth.get("project_domain_name", "Default")),
         region=str(entry.get("region_name", "")), storage_url=storage_url,
-        container=f"citadelle-{env}-{migration.destination_container}",
-        ca_file=Path(cacert) if cacert else None, cloud=cloud, clouds_yaml=path,
+        container=f"{env.prefix}-{migration.destination_container}",
+        ca_file=Path(cacert) if cacert else None, cloud=served.cloud, clouds_yaml=path,
     )
-    source = SourceAccess(url=declared_url, account=account, key=key,
-                          containers=migration.source.containers, ca_file=source_ca)
+    source = SourceAccess(url=served.source_url, account=served.account, key=served.key,
+                          containers=migration.source.containers, ca_file=served.source_ca)
     tuning = Tuning(link_gbps=migration.link_gbps, bandwidth_limit=migration.bandwidth_limit,
                     transfers=migration.transfers, checkers=migration.checkers)
     return MigrationContext(
-        environment=env, lab=lab, source=source, destination=destination, tuning=tuning,
-        gateways=gateways, run_dir=run_dir or RUNS_DIR / "migrate" / (f"{env}-lab" if lab else env),
+        env=env, target=env.target.name, source=source, destination=destination, tuning=tuning,
+        gateways=served.gateways,
+        run_dir=run_dir or paths.migration_run_dir(env.name, env.target.name),
     )
 
 

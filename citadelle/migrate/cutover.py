@@ -115,7 +115,7 @@ def verify(ws: Workspace, state: WorkspaceState, *,
     read = {"objects": len(sources) - len(since), "bytes": sum(
         e.size for e in sources.values() if e is not None)}
     body = {
-        "environment": ws.ctx.environment, "lab": ws.ctx.lab, "workspace": ws.id,
+        "environment": ws.ctx.environment, "target": ws.ctx.target, "workspace": ws.id,
         "ok": result.ok, "differences": result.as_json(), "changed_since_sync": since,
         "mode": "incremental" if carry else "full", "read_both_ends": read,
         "carried": {"objects": len(carried),

@@ -15,7 +15,7 @@ from citadelle.environment import Environment
 from citadelle.files import write_file
 from citadelle.migrate.context import MigrationContext
 from citadelle.migrate.state import WorkspaceState, exclusive
-from citadelle.paths import RUNS_DIR
+from citadelle.paths import migration_run_dir
 
 Common = Callable[[str, str], argparse.ArgumentParser]
 
@@ -56,8 +56,7 @@ def _resolve(args: argparse.Namespace, ident: str) -> tuple[Any, WorkspaceState]
     from citadelle.migrate.sync import resolve_workspace  # noqa: PLC0415
 
     ctx: MigrationContext = _context(args)
-    settings = Environment.load(args.env).settings
-    ws = resolve_workspace(ctx, settings, ident)
+    ws = resolve_workspace(ctx, ident)
     return ws, WorkspaceState.load(ctx.run_dir, ident)
 
 
@@ -150,7 +149,7 @@ def _status(args: argparse.Namespace) -> int:
     from citadelle.migrate.cutover import status_row  # noqa: PLC0415
 
     # From the recorded state only: status needs no credential.
-    run_dir = args.run_dir or RUNS_DIR / "migrate" / (f"{args.env}-lab" if args.lab else args.env)
+    run_dir = args.run_dir or migration_run_dir(args.env, args.target)
     rows = [status_row(ident, WorkspaceState.load(run_dir, ident))
             for ident in sorted(Environment.load(args.env).settings.data_migrations())]
     if args.json:

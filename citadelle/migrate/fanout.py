@@ -51,13 +51,13 @@ class Job:
 
 @dataclass(frozen=True)
 class Gateways:
-    """Where the shards run: the inventory's gateways, the time and log services they keep,
-    how they see the endpoints (a lab clone sees this machine's loopback elsewhere) and how the
-    evidence names them."""
+    """Where the shards run: the inventory's gateways, the platform services they keep
+    (``platform_egress``), how they see the endpoints (a lab clone sees this machine's loopback
+    elsewhere) and how the evidence names them."""
 
     inventory: Path
     names: list[str]
-    role_vars: Mapping[str, Any]
+    platform_egress: list[dict[str, Any]]
     view: Callable[[str], str] = str
     label: Callable[[str], str] = str
 
@@ -105,7 +105,7 @@ def fan_out(ctx: MigrationContext, jobs: Sequence[Job], gateways: Gateways, cas:
     extravars = {
         "citadelle_transfer_jobs": by_host,
         "citadelle_transfer_egress": channel_egress([source, auth, storage]),
-        "citadelle_transfer_platform_egress": platform_egress(gateways.role_vars),
+        "citadelle_transfer_platform_egress": gateways.platform_egress,
         "citadelle_transfer_rclone": str(binary),
         "citadelle_transfer_rclone_sha256": hashlib.sha256(binary.read_bytes()).hexdigest(),
         "citadelle_transfer_ca_files": [{"src": str(c), "dest": r}

@@ -46,9 +46,9 @@ class Workspace:
         return self.move.source_containers
 
 
-def resolve_workspace(ctx: MigrationContext, settings: Any, ident: str) -> Workspace:
+def resolve_workspace(ctx: MigrationContext, ident: str) -> Workspace:
     """The workspace (or ``base``) ``ident`` of the environment; refuses one without a move."""
-    moves = settings.data_migrations()
+    moves = ctx.env.settings.data_migrations()
     if ident not in moves:
         known = ", ".join(sorted(moves)) or "none"
         raise CitadelleError(f"unknown workspace {ident!r}: no migration block for it in "
@@ -57,7 +57,7 @@ def resolve_workspace(ctx: MigrationContext, settings: Any, ident: str) -> Works
     narrowed = replace(
         ctx, source=replace(ctx.source, containers=move.source_containers),
         destination=replace(ctx.destination,
-                            container=f"citadelle-{ctx.environment}-{move.target_container}"))
+                            container=f"{ctx.env.prefix}-{move.target_container}"))
     return Workspace(ident, move, narrowed)
 
 

@@ -91,7 +91,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def migrate(root: Path, action: str, run_dir: Path, *extra: str,
             check: int | None = None) -> subprocess.CompletedProcess[str]:
-    return cli(root, "migrate", action, ENV, "--lab", "--run-dir", str(run_dir), *extra,
+    return cli(root, "migrate", action, ENV, "--target", "lab", "--run-dir", str(run_dir), *extra,
                check=check)
 
 
@@ -350,9 +350,10 @@ def test_a_cutover_killed_after_the_freeze_resumes(switched: dict[str, Any], roo
     migrate(root, "sync", run_dir, "--workspace", WS, check=0)
     migrate(root, "verify", run_dir, "--workspace", WS, check=0)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "citadelle", "migrate", "cutover", ENV, "--lab", "--run-dir",
-         str(run_dir), "--workspace", WS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "CITADELLE_ROOT": str(root)}, start_new_session=True)
+        [sys.executable, "-m", "citadelle", "migrate", "cutover", ENV, "--target", "lab",
+         "--run-dir", str(run_dir), "--workspace", WS], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "CITADELLE_ROOT": str(root)},
+        start_new_session=True)
     deadline = time.monotonic() + 120
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:

@@ -82,7 +82,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def migrate(action: str, run_dir: Path, *extra: str, check: int | None = None
             ) -> subprocess.CompletedProcess[str]:
-    return cli("migrate", action, ENV, "--lab", "--run-dir", str(run_dir), *extra, check=check)
+    return cli("migrate", action, ENV, "--target", "lab", "--run-dir", str(run_dir), *extra,
+               check=check)
 
 
 def destination_names(member: Any) -> set[str]:
@@ -213,7 +214,7 @@ def test_killed_copy_resumes_moving_only_what_was_missing(
         migrated: dict[str, Any], member: Any, run_dir: Path) -> None:
     empty_destination(member)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "citadelle", "migrate", "copy", ENV, "--lab", "--run-dir",
+        [sys.executable, "-m", "citadelle", "migrate", "copy", ENV, "--target", "lab", "--run-dir",
          str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = False
     deadline = time.monotonic() + 120

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from citadelle.environment import Environment
+from citadelle.environment.targets import make_target
 from citadelle.errors import CitadelleError
-from citadelle.lab.target import LAB_CLONES, TRANSFER_HOST, LabTarget, lab_volumes, placement
-from citadelle.migrate.standin import lab_stand_in
+from citadelle.lab.outputs import placement
+from citadelle.lab.target import LAB_CLONES, TRANSFER_HOST, LabTarget, lab_volumes
 
 
 @pytest.mark.parametrize("name", ["dev", "mirror", "prod"])
@@ -30,23 +31,28 @@ def test_dev_gateway_clone_carries_the_transfer_staging_volume() -> None:
     assert lab_volumes(env, {"baseline": "node"}) == {}
 
 
-def test_lab_stands_in_for_the_migration_endpoints(tmp_path: Path) -> None:
-    stand_in = lab_stand_in()
-    assert isinstance(stand_in, LabTarget)
-    endpoints = LabTarget(root=tmp_path).transfer_endpoints()
+def test_the_lab_target_serves_the_migration_endpoints(tmp_path: Path) -> None:
+    assert isinstance(make_target("lab"), LabTarget)
+    env = Environment.load("dev", LabTarget(root=tmp_path))
+    endpoints = LabTarget(root=tmp_path).transfer_endpoints(env, None)
     assert endpoints.source_url == "https://127.0.0.1:17443/sndslab"
     assert endpoints.source_ca == tmp_path.resolve() / "collector" / "pki" / "ca.crt"
-    assert (endpoints.cloud, endpoints.gateway) == ("citadelle-lab", TRANSFER_HOST)
+    assert (endpoints.cloud, endpoints.gateways, endpoints.loopback) == \
+        ("citadelle-lab", (TRANSFER_HOST,), True)
     # the account key is generated once, 512 random bits, and kept
     assert len(base64.b64decode(endpoints.key)) == 64
-    assert LabTarget(root=tmp_path).transfer_endpoints().key == endpoints.key
+    assert LabTarget(root=tmp_path).transfer_endpoints(env, "other").key == endpoints.key
+    assert LabTarget(root=tmp_path).transfer_endpoints(env, "other").cloud == "other"
 
 
 def test_gateway_inventory_needs_a_live_gateway_clone(tmp_path: Path) -> None:
+    env = Environment.load("dev", LabTarget(root=tmp_path))
+    target = LabTarget(root=tmp_path)
+    assert target.gateway_inventory(env, [], None) is None  # the copy runs on this machine
     with pytest.raises(CitadelleError, match="--gateway gw: no running lab clone of role gateway"):
-        LabTarget(root=tmp_path).gateway_inventory(["gw"])
+        target.gateway_inventory(env, ["gw"], None)
     with pytest.raises(CitadelleError, match="--gateway gw, gw-b: no running lab clone"):
-        LabTarget(root=tmp_path).gateway_inventory(["gw", "gw-b"])
+        target.gateway_inventory(env, ["gw", "gw-b"], None)
 
 
 @pytest.mark.parametrize(("url", "seen"), [

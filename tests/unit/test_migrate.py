@@ -198,21 +198,35 @@ def test_named_gateways_must_be_gateways_of_the_inventory(tmp_path: Path) -> Non
 
     import yaml
 
+    from citadelle.environment import Environment
+    from citadelle.environment.targets import CloudTarget
     from citadelle.migrate import command
 
     inventory_file = tmp_path / "inventory.yml"
-    inventory_file.write_text(yaml.safe_dump({"all": {"children": {
-        "gateway": {"hosts": {"citadelle-prod-gateway-1": {}, "citadelle-prod-gateway-2": {}}},
-        "bastion": {"hosts": {"citadelle-prod-bastion-1": {}}}}}}))
-    ctx = types.SimpleNamespace(lab=False, environment="prod")
+    inventory_file.write_text(yaml.safe_dump({"all": {
+        "vars": {"bp028_time_ntp_servers": ["ntp1.example.eu"],
+                 "bp028_audit_forward_url": "https://logs.example.eu:6514"},
+        "children": {
+            "gateway": {"hosts": {"citadelle-prod-gateway-1": {},
+                                  "citadelle-prod-gateway-2": {
+                                      "bp028_time_ntp_servers": ["ntp2.example.eu"]}}},
+            "bastion": {"hosts": {"citadelle-prod-bastion-1": {}}}}}}))
+    ctx = types.SimpleNamespace(env=Environment.load("prod", CloudTarget()), environment="prod")
+    egress: list[list[str]] = []
 
     def chosen(*names: str) -> list[str]:
         args = argparse.Namespace(inventory=inventory_file, gateways=list(names) or None)
         found = command._gateways(args, ctx)  # type: ignore[arg-type]
         assert found is not None and found.inventory == inventory_file
+        egress.append([f"{e['host']}:{e['port']}/{e['proto']}" for e in found.platform_egress])
         return found.names
 
     assert chosen() == ["citadelle-prod-gateway-1", "citadelle-prod-gateway-2"]
+    # Each chosen gateway keeps the services its own inventory variables name.
+    assert egress[-1] == ["logs.example.eu:6514/tcp", "ntp1.example.eu:123/udp",
+                          "ntp2.example.eu:123/udp"]
+    assert chosen("citadelle-prod-gateway-1") == ["citadelle-prod-gateway-1"]
+    assert egress[-1] == ["logs.example.eu:6514/tcp", "ntp1.example.eu:123/udp"]
     assert chosen("citadelle-prod-gateway-2", "citadelle-prod-gateway-2") == [
         "citadelle-prod-gateway-2"]
     with pytest.raises(CitadelleError) as refused:
@@ -242,15 +256,15 @@ def test_only_the_allow_listed_object_store_is_a_destination() -> None:
     from citadelle.migrate.context import check_destination
 
     settings = Environment.load("dev").settings
-    check_destination(settings, "https://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", lab=False)
-    check_destination(settings, "https://127.0.0.1:18080/v1/AUTH_x", lab=True)
-    for url, lab, reason in (
+    check_destination(settings, "https://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", loopback=False)
+    check_destination(settings, "https://127.0.0.1:18080/v1/AUTH_x", loopback=True)
+    for url, loopback, reason in (
             ("https://127.0.0.1:18080/v1/AUTH_x", False, "is not an allow-listed object-storage"),
             ("https://objects.us-east-1.example.com/v1/AUTH_x", True, "is not an allow-listed"),
             ("https://registry.citadelle.internal/v1/AUTH_x", False, "is not an allow-listed"),
             ("http://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", False, "not https")):
         with pytest.raises(CitadelleError, match=reason):
-            check_destination(settings, url, lab=lab)
+            check_destination(settings, url, loopback=loopback)
 
 
 def test_an_unreachable_source_is_one_line_within_seconds() -> None:

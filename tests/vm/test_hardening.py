@@ -23,7 +23,7 @@ import yaml
 from citadelle.deploy import harden
 from citadelle.environment.settings import HardeningSettings
 from citadelle.lab import Lab, LabInventory
-from citadelle.lab.target import lab_role_vars
+from citadelle.lab.outputs import lab_role_vars
 from citadelle.paths import PLAYBOOKS_DIR, ROLES_DIR
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -153,7 +153,7 @@ def test_invalid_sshd_option_is_refused_and_sshd_keeps_serving(hardened: Hardene
     before = hardened.root(host, f"sha256sum {config}")
     bad = harden.run_playbook(
         "site", hardened.inventory.inventory, limit=host, tags="bp028_ssh_server",
-        extravars={**LAB_VARS, "bp028_ssh_extra_options": {"CitadelleNoSuchOption": "yes"}},
+        extravars={"bp028_ssh_extra_options": {"CitadelleNoSuchOption": "yes"}},
         run_dir=tmp_path / "bad-sshd")
     assert not bad.ok
     assert [f.task for f in bad.failures] == [
@@ -237,7 +237,7 @@ def test_broken_kernel_parameter_is_refused_before_any_change(hardened: Hardened
     before = hardened.root(host, f"sha256sum {dropin} {KERNEL['bp028_kernel_grub_cfg']}")
     bad = harden.run_playbook(
         "site", hardened.inventory.inventory, limit=host, tags="bp028_kernel_boot",
-        extravars={**LAB_VARS, "bp028_kernel_boot_extra_params": ['quiet" GRUB_TIMEOUT=0']},
+        extravars={"bp028_kernel_boot_extra_params": ['quiet" GRUB_TIMEOUT=0']},
         run_dir=tmp_path / "bad-grub")
     assert not bad.ok
     assert [f.task for f in bad.failures] == [
@@ -426,7 +426,7 @@ def test_a_converge_keeps_a_change_flagged_until_a_reviewed_rebaseline(hardened:
             ["--inventory", str(hardened.inventory.inventory), "--limit", host,
              "--tags", "bp028_integrity_aide", "--run-dir", str(tmp_path / str(len(options))),
              *options])
-        rc = harden.harden(args, extravars=LAB_VARS)
+        rc = harden.harden(args)
         sealed = hardened.lab.ssh(host, f"sha256sum {database}", sudo=True).stdout
         return rc, sealed, hardened.lab.ssh(host, check, sudo=True, timeout=600)
 

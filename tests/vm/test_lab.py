@@ -18,8 +18,8 @@ from citadelle.environment import Environment
 from citadelle.errors import CitadelleError
 from citadelle.lab import ROLES, Lab, default_recipe, recipe_hash, volume
 from citadelle.lab.image import DEFAULT_ADMIN_GROUP, DEFAULT_ADMIN_USER, find_image
+from citadelle.lab.outputs import lab_outputs
 from citadelle.lab.supervisor import alive
-from citadelle.lab.target import lab_outputs
 from citadelle.lab.vm import MachineSpec
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJmZ8rK0n7kq0Xw6b0pKkHq5m7Jx5l1X6aV9p0m5dY0W test"
@@ -273,9 +273,14 @@ def test_inventory_has_the_environment_groups(pair):
     assert sorted(groups) == sorted(ROLES)
     assert {role: sorted(g["hosts"]) for role, g in groups.items()} == {
         "bastion": ["lab-a"], "gateway": [], "node": ["lab-b"]}
-    host = groups["node"]["hosts"]["lab-b"]
-    assert (host["ansible_host"], host["ansible_port"], host["ansible_user"]) == (
-        "127.0.0.1", pair.clone("lab-b").port, DEFAULT_ADMIN_USER)
+    # The environment's inventory (`citadelle inventory dev --target lab`): hosts by name,
+    # reached through its ssh_config on their forwarded ports, host keys pinned.
+    assert groups["node"]["hosts"]["lab-b"]["ansible_host"] == "lab-b"
+    assert (inventory["all"]["vars"]["citadelle_environment"],
+            inventory["all"]["vars"]["ansible_user"]) == ("dev", DEFAULT_ADMIN_USER)
+    block = pair.ssh_config.read_text().split("Host lab-b\n", 1)[1].split("\n\n", 1)[0]
+    assert f"  HostName 127.0.0.1\n  Port {pair.clone('lab-b').port}" in block
+    assert "  StrictHostKeyChecking yes" in block
     assert os.stat(pair.inventory).st_mode & 0o077 == 0
 
 
