@@ -126,8 +126,14 @@ def write_outputs(root: Path, run_dir: Path, clones: tuple[Clone, ...], *, user:
     from citadelle.deploy.inventory import write_inventory  # noqa: PLC0415
 
     ordered = tuple(sorted(clones, key=lambda c: c.name))
+    result = LabInventory(clones=ordered, ssh_config=run_dir / "ssh_config",
+                          inventory=run_dir / "inventory.yml")
+    if not ordered:
+        # No clone, no host to reach: files naming gone clones would mislead.
+        for path in (result.inventory, result.ssh_config, run_dir / "known_hosts"):
+            path.unlink(missing_ok=True)
+        return result
     env = Environment.load(LAB_ENVIRONMENT)
-    files = write_inventory(env, lab_outputs(env, ordered, user, group), access,
-                            run_dir / "inventory.yml", target="lab",
-                            source=f"the lab's clones under {root}")
-    return LabInventory(clones=ordered, ssh_config=files.ssh_config, inventory=files.inventory)
+    write_inventory(env, lab_outputs(env, ordered, user, group), access, result.inventory,
+                    target="lab", source=f"the lab's clones under {root}")
+    return result

@@ -67,3 +67,42 @@ def test_a_clone_sees_this_machine_at_the_user_mode_gateway(url: str, seen: str)
 def test_a_non_loopback_endpoint_is_not_a_lab_one() -> None:
     with pytest.raises(CitadelleError, match="is not a lab"):
         LabTarget().gateway_url("https://swift.example.eu/v1")
+
+
+def test_the_lab_files_go_with_the_last_clone(tmp_path: Path) -> None:
+    from citadelle.environment.targets import Access
+    from citadelle.lab.outputs import write_outputs
+
+    for name in ("inventory.yml", "ssh_config", "known_hosts"):
+        (tmp_path / name).write_text("Host gone\n")
+    written = write_outputs(tmp_path, tmp_path, (), user="admin", group="admins",
+                            access=Access())
+    assert written.clones == ()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_missed_key_derivation_benchmark_is_tried_again(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from citadelle.lab import volume
+
+    # A qemu-img whose first two runs miss QEMU's CPU-time benchmark, as on a fast CPU.
+    count = tmp_path / "runs"
+    fake = tmp_path / "qemu-img"
+    fake.write_text(f"""#!/bin/sh
+echo x >> {count}
+if [ "$(wc -l < {count})" -lt 3 ]; then
+  echo "qemu-img: data.luks: {volume.BENCHMARK_MISS}" >&2; exit 1
+fi
+: > "$9"
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(volume, "tool", lambda name: str(fake))
+    (tmp_path / "clone").mkdir()
+    image = volume.create_image(tmp_path / "clone", 1)
+    assert image.is_file() and len(count.read_text().splitlines()) == 3
+    # Any other failure is reported at once.
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\necho 'qemu-img: no space' >&2\nexit 1\n")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(CitadelleError, match="no space"):
+        volume.create_image(tmp_path / "other", 1)
+    assert len(count.read_text().splitlines()) == 4
