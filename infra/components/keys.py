@@ -13,6 +13,7 @@ encryption once with the command in ``encryption_command`` (docs/landing-zone.md
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -42,6 +43,29 @@ def encryption_command(volume_type: str, cipher: str, key_size: int) -> str:
     )
 
 
+def aes_key(resource_name: str, secret_name: str, payload: pulumi.Input[str], *,
+            metadata: Mapping[str, pulumi.Input[str]], readers: Sequence[pulumi.Input[str]],
+            opts: pulumi.ResourceOptions) -> openstack.keymanager.SecretV1:
+    """A 256-bit AES key in Barbican (SecNumCloud 10.5): its material a Pulumi secret (encrypted
+    in state), read (ACL) only by ``readers``, never by the whole project."""
+    return openstack.keymanager.SecretV1(
+        resource_name,
+        name=secret_name,
+        algorithm="aes",
+        bit_length=256,
+        mode="cbc",
+        secret_type="symmetric",  # noqa: S106 - a Barbican type name
+        payload=pulumi.Output.secret(payload),
+        payload_content_type="application/octet-stream",
+        payload_content_encoding="base64",
+        metadata=dict(metadata),
+        acl=openstack.keymanager.SecretV1AclArgs(
+            read=openstack.keymanager.SecretV1AclReadArgs(project_access=False,
+                                                          users=list(readers))),
+        opts=opts,
+    )
+
+
 class KeyManagement(pulumi.ComponentResource):
     """Barbican KEKs, their container and the LUKS volume type (type citadelle:keys:Keys)."""
 
@@ -50,11 +74,6 @@ class KeyManagement(pulumi.ComponentResource):
     ) -> None:
         super().__init__("citadelle:keys:KeyManagement", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        acl = openstack.keymanager.SecretV1AclArgs(
-            read=openstack.keymanager.SecretV1AclReadArgs(
-                project_access=False, users=list(args.readers)
-            )
-        )
         self.secrets: dict[str, openstack.keymanager.SecretV1] = {}
         for purpose in args.purposes:
             payload = args.supplied.get(purpose)
@@ -62,20 +81,10 @@ class KeyManagement(pulumi.ComponentResource):
                 payload = random.RandomBytes(
                     f"{name}-{purpose}-kek", length=32, opts=child
                 ).base64
-            self.secrets[purpose] = openstack.keymanager.SecretV1(
-                f"{name}-{purpose}-kek",
-                name=f"{args.prefix}-{purpose}-kek",
-                algorithm="aes",
-                bit_length=256,
-                mode="cbc",
-                secret_type="symmetric",  # noqa: S106 - a Barbican type name
-                payload=pulumi.Output.secret(payload),
-                payload_content_type="application/octet-stream",
-                payload_content_encoding="base64",
+            self.secrets[purpose] = aes_key(
+                f"{name}-{purpose}-kek", f"{args.prefix}-{purpose}-kek", payload,
                 metadata={"purpose": purpose, "environment": args.prefix},
-                acl=acl,
-                opts=child,
-            )
+                readers=args.readers, opts=child)
         self.container = openstack.keymanager.ContainerV1(
             f"{name}-keks",
             name=f"{args.prefix}-keks",

@@ -35,6 +35,7 @@ from infra.components.baseline import (
     restricted_namespace,
     role_binding,
 )
+from infra.components.keys import aes_key
 from infra.components.kubernetes import KubeObject
 
 HTTPS_PORT = 443
@@ -123,25 +124,10 @@ class Workspace(pulumi.ComponentResource):
 
         material: pulumi.Input[str] = random.RandomBytes(f"{base}-key", length=32,
                                                          opts=child).base64
-        only_reader = openstack.keymanager.SecretV1AclArgs(
-            read=openstack.keymanager.SecretV1AclReadArgs(project_access=False,
-                                                          users=[args.reader])
-        )
-        self.key = openstack.keymanager.SecretV1(
-            f"{base}-key",
-            name=f"{base}-key",
-            algorithm="aes",
-            bit_length=256,
-            mode="cbc",
-            secret_type="symmetric",  # noqa: S106 - a Barbican type name
-            payload=pulumi.Output.secret(material),
-            payload_content_type="application/octet-stream",
-            payload_content_encoding="base64",
-            metadata={"purpose": "workspace", "workspace": args.id,
-                      "environment": args.environment},
-            acl=only_reader,
-            opts=child,
-        )
+        self.key = aes_key(f"{base}-key", f"{base}-key", material,
+                           metadata={"purpose": "workspace", "workspace": args.id,
+                                     "environment": args.environment},
+                           readers=[args.reader], opts=child)
         self.container = openstack.objectstorage.Container(
             f"{base}-extractions",
             name=container_name(args.prefix, args.id),

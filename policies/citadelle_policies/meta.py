@@ -213,6 +213,28 @@ def items(value: Any) -> Iterator[Any]:
     return iter(())
 
 
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (path, leaf) of the inputs, ``a.b[0]``; values unknown during a preview are
+    skipped (checked when the update registers them, known; the advisory policy
+    security-inputs-known names them)."""
+    if isinstance(value, Mapping):
+        for key in value:
+            try:
+                element = value[key]
+            except UnknownValueError:
+                continue
+            yield from leaves(element, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        for index in range(len(value)):
+            try:
+                element = value[index]
+            except UnknownValueError:
+                continue
+            yield from leaves(element, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
 def number(value: Any) -> int | None:
     """Wire numbers arrive as floats."""
     if isinstance(value, bool) or value is None:

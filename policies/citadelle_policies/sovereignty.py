@@ -7,14 +7,19 @@ the environment's ``citadelle:sovereignty`` stack config, the one source of trut
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 from pulumi_policy import ResourceValidationArgs, Severity
-from pulumi_policy.proxy import UnknownValueError
 
-from citadelle_policies.meta import Config, Control, Report, get, resource_policy, string_list
+from citadelle_policies.meta import (
+    Config,
+    Control,
+    Report,
+    get,
+    leaves,
+    resource_policy,
+    string_list,
+)
 
 OPENSTACK_PROVIDER = "pulumi:providers:openstack"
 _URL_RE = re.compile(r"https?://[^\s\"'<>\\]+", re.IGNORECASE)
@@ -53,27 +58,6 @@ ENDPOINT = Control(
 )
 
 
-def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string in the inputs; values unknown during a preview are skipped (they are
-    checked when the update registers them, known)."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for key in value:
-            try:
-                element = value[key]
-            except UnknownValueError:
-                continue
-            yield from _strings(element, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, Sequence):
-        for index in range(len(value)):
-            try:
-                element = value[index]
-            except UnknownValueError:
-                continue
-            yield from _strings(element, f"{path}[{index}]")
-
-
 def _covered(host: str, domains: list[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
@@ -106,7 +90,9 @@ def check_endpoint(args: ResourceValidationArgs, config: Config, report: Report)
             if parsed.scheme != "https" or host not in auth_hosts:
                 report(f"authUrl {auth_url!r} is not an allow-listed https identity endpoint "
                        f"(allowed hosts: {', '.join(auth_hosts) or 'none configured'})")
-    for path, text in _strings(args.props):
+    for path, text in leaves(args.props):
+        if not isinstance(text, str):
+            continue
         for url in _URL_RE.findall(text):
             host = (urlsplit(url).hostname or "").lower()
             if host and not _covered(host, domains):

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
 from pulumi_policy import ResourceValidationArgs, Severity
 from pulumi_policy.proxy import UnknownValueError
 
-from citadelle_policies.meta import Config, Control, Report, get, items, resource_policy, truthy
+from citadelle_policies.meta import (
+    Config,
+    Control,
+    Report,
+    get,
+    items,
+    leaves,
+    resource_policy,
+    truthy,
+)
 
 PROVIDER_PREFIX = "pulumi:providers:"
 KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
@@ -51,27 +60,6 @@ TLS = Control(
 )
 
 
-def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Every (path, leaf) of the inputs; values unknown during a preview are skipped here (the
-    advisory policy security-inputs-known names them)."""
-    if isinstance(value, Mapping):
-        for key in value:
-            try:
-                element = value[key]
-            except UnknownValueError:
-                continue
-            yield from _walk(element, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        for index in range(len(value)):
-            try:
-                element = value[index]
-            except UnknownValueError:
-                continue
-            yield from _walk(element, f"{path}[{index}]")
-    else:
-        yield path, value
-
-
 def _turned_off(path: str, value: Any) -> bool:
     key = re.split(r"[.\[]", path)[-1] if path else ""
     if _OFF_WHEN_TRUE.search(key) and truthy(value):
@@ -87,7 +75,7 @@ def _odd_ca(value: Any) -> bool:
 
 def transport_findings(values: Any, where: str = "") -> Iterator[str]:
     """What in a provider's (or a kubeconfig's) settings turns transport security off."""
-    for path, value in _walk(values):
+    for path, value in leaves(values):
         label = f"{where}{path}"
         if _turned_off(path, value):
             yield f"{label}={value!r} turns certificate verification off"
@@ -136,7 +124,7 @@ def check_tls(args: ResourceValidationArgs, config: Config, report: Report) -> N
     if not args.resource_type.startswith(PROVIDER_PREFIX):
         args.not_applicable("not a provider")
     # Providers receive every non-string input JSON-encoded (endpoint overrides, flags).
-    settings = {k: _decoded(v) for k, v in _walk(args.props) if k != "kubeconfig"}
+    settings = {k: _decoded(v) for k, v in leaves(args.props) if k != "kubeconfig"}
     for finding in transport_findings(settings):
         report(finding)
     if args.resource_type != KUBERNETES_PROVIDER:
