@@ -83,7 +83,8 @@ def _cloud_init(args: ComputeArgs, host_key: tls.PrivateKey | None) -> pulumi.Ou
 
 
 class ComputeFleet(pulumi.ComponentResource):
-    """Key pairs, server groups, ports, servers and volumes (type citadelle:compute:Fleet)."""
+    """Key pairs, server groups, ports, servers and volumes
+    (type citadelle:compute:ComputeFleet)."""
 
     def __init__(
         self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None

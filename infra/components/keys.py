@@ -67,7 +67,8 @@ def aes_key(resource_name: str, secret_name: str, payload: pulumi.Input[str], *,
 
 
 class KeyManagement(pulumi.ComponentResource):
-    """Barbican KEKs, their container and the LUKS volume type (type citadelle:keys:Keys)."""
+    """Barbican KEKs, their container and the LUKS volume type
+    (type citadelle:keys:KeyManagement)."""
 
     def __init__(
         self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None

@@ -89,7 +89,8 @@ def flow_rules(args: NetworkArgs) -> tuple[Flow, ...]:
 
 
 class LandingNetwork(pulumi.ComponentResource):
-    """Tier networks, subnets, routers and security groups (type citadelle:network:Landing)."""
+    """Tier networks, subnets, routers and security groups
+    (type citadelle:network:LandingNetwork)."""
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
