@@ -30,7 +30,7 @@ from citadelle.deploy.inventory import write_inventory
 from citadelle.deploy.verify import run_checks
 from citadelle.environment import Environment, env_command
 from citadelle.environment.outputs import StackOutputs
-from citadelle.environment.targets import TARGETS, Target, make_target, read_json
+from citadelle.environment.targets import Target, add_target_choice, make_target, read_json
 from citadelle.errors import CitadelleError
 from citadelle.evidence.report import BASELINE_JUNIT, latest_run, write_report
 from citadelle.plan.gate import gate_environment, render
@@ -234,9 +234,8 @@ def _handle(args: argparse.Namespace) -> int:
             raise CitadelleError("--outputs replaces the up step: use it with --from-step "
                                  "inventory (or a later step)")
         if hardens:  # before the run folder, the gate or `pulumi up`
-            make_target(args.target, lab_run_dir=Path(args.lab_run_dir) if args.lab_run_dir
-                        else None).require_hardening_secrets()
-        run = Run.create(args.env, args.target, lab_run_dir=args.lab_run_dir)
+            make_target(args.target, lab_run_dir=args.lab_run_dir).require_hardening_secrets()
+        run = Run.create(args.env, args.target, lab_run_dir=str(args.lab_run_dir or ""))
         if args.outputs:
             shutil.copyfile(args.outputs, run.outputs)
     else:
@@ -259,16 +258,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "gate, pulumi up, inventory, hardening, checks and evidence report",
         description="The deploy pipeline: " + " -> ".join(STEPS) + ". Each run's logs and "
         "artefacts land in runs/<UTC time>-ENV/; the pipeline stops at the first failing step.")
-    parser.add_argument("--target", choices=sorted(TARGETS), default="cloud",
-                        help="cloud: pulumi up on the environment's OpenStack (needs the "
-                        "Pulumi CLI); lab: local VM clones instead (default: %(default)s)")
+    add_target_choice(parser, "pulumi up on the environment's OpenStack (needs the Pulumi CLI)")
     parser.add_argument("--from-step", choices=STEPS, metavar="STEP",
                         help="resume at STEP (" + ", ".join(STEPS) + ") in the latest run")
     parser.add_argument("--to-step", choices=STEPS, metavar="STEP", help="stop after STEP")
     parser.add_argument("--run", metavar="DIR", help="run folder to resume (default: latest)")
-    parser.add_argument("--lab-run-dir", metavar="DIR", default="",
-                        help="with --target lab: folder of the clones (default: .lab/, shared "
-                        "with `citadelle lab`)")
     parser.add_argument("--outputs", metavar="FILE", type=Path,
                         help="saved stack outputs: start a new run at --from-step inventory")
     parser.set_defaults(func=_handle)

@@ -302,11 +302,19 @@ TARGETS: dict[str, str] = {
 }
 
 
+def add_target_choice(parser: argparse.ArgumentParser, cloud: str) -> None:
+    """``--target`` and ``--lab-run-dir``: where the environment is (``cloud`` says what the
+    cloud target means to the command)."""
+    parser.add_argument("--target", choices=sorted(TARGETS), default="cloud",
+                        help=f"cloud: {cloud}; lab: the local VM lab standing in for it "
+                        "(default: %(default)s)")
+    parser.add_argument("--lab-run-dir", metavar="DIR", type=Path, default=None,
+                        help="with --target lab: folder of the clones (default: .lab/)")
+
+
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     """The options every post-deploy command takes to say where the environment is."""
-    parser.add_argument("--target", choices=sorted(TARGETS), default="cloud",
-                        help="cloud: the deployed environment (Pulumi CLI or --from FILE); "
-                        "lab: the local VM clones (default: %(default)s)")
+    add_target_choice(parser, "the deployed environment (Pulumi CLI or --from FILE)")
     parser.add_argument("--from", dest="from_file", metavar="FILE", type=Path, default=None,
                         help="with --target cloud: saved `pulumi stack output --json`")
     parser.add_argument("--become-password-file", metavar="FILE", type=Path, default=None,
@@ -316,8 +324,6 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                         help="with --target cloud: file holding the GRUB superuser's "
                         f"grub-mkpasswd-pbkdf2 hash, mode 600 (default: ${GRUB_HASH_ENV}; "
                         "referenced, never copied)")
-    parser.add_argument("--lab-run-dir", metavar="DIR", type=Path, default=None,
-                        help="with --target lab: folder of the clones (default: .lab/)")
 
 
 def make_target(name: str, *, from_file: Path | None = None,

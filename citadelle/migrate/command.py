@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from citadelle.environment import Environment
-from citadelle.environment.targets import TARGETS, make_target
+from citadelle.environment.targets import add_target_choice, make_target
 from citadelle.errors import CitadelleError
 from citadelle.files import write_file
 from citadelle.migrate import cutover_command, engine, evidence, fanout, manifest
@@ -39,12 +39,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("env", metavar="ENV", help="environment (its citadelle:migration)")
-        sub.add_argument("--target", choices=sorted(TARGETS), default="cloud",
-                         help="cloud: the declared source and --os-cloud; lab: Azurite as the "
-                         "source, the loopback cloud's Swift as the destination (default: "
-                         "%(default)s)")
-        sub.add_argument("--lab-run-dir", type=Path, help="with --target lab: the folder of "
-                         "the clones (default: .lab)")
+        # The lab's source is its Azurite and its destination the loopback cloud's Swift.
+        add_target_choice(sub, "the declared source, --os-cloud and the transfer gateways")
         sub.add_argument("--os-cloud", help="destination cloud in clouds.yaml (lab default: "
                          "the loopback cloud's member)")
         sub.add_argument("--clouds-yaml", type=Path, help="clouds.yaml (default: "
