@@ -10,6 +10,7 @@ containers are the declared ones.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -19,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from citadelle import paths
-from citadelle.audit.allowlist import AllowList
 from citadelle.environment import Environment
 from citadelle.errors import CitadelleError
 
@@ -87,11 +87,11 @@ def _settings(env: Environment) -> Any:
     return env.settings
 
 
-def _allow(settings: Any, loopback: bool) -> AllowList:
-    providers = settings.sovereignty.providers
-    allow = AllowList(domains=tuple(d for p in providers for d in p.domains),
-                      networks=tuple(n for p in providers for n in p.networks))
-    return allow.with_loopback() if loopback else allow
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, never taken for loopback
+        return False
 
 
 def check_destination(settings: Any, url: str, loopback: bool) -> None:
@@ -101,9 +101,7 @@ def check_destination(settings: Any, url: str, loopback: bool) -> None:
     if urlsplit(url).scheme != "https":
         raise CitadelleError(f"destination {url}: not https (TLS is required at both ends)")
     declared = settings.endpoint_hosts("object-storage")
-    allowed_loopback = loopback and _allow(settings, loopback).allows_host(host) \
-        and host.startswith("127.")
-    if host not in declared and not allowed_loopback:
+    if host not in declared and not (loopback and _is_loopback(host)):
         raise CitadelleError(
             f"destination {url}: host {host!r} is not an allow-listed object-storage endpoint "
             f"of {settings.environment} (allowed: {', '.join(declared) or 'none'}"

@@ -261,6 +261,8 @@ def test_only_the_allow_listed_object_store_is_a_destination() -> None:
     for url, loopback, reason in (
             ("https://127.0.0.1:18080/v1/AUTH_x", False, "is not an allow-listed object-storage"),
             ("https://objects.us-east-1.example.com/v1/AUTH_x", True, "is not an allow-listed"),
+            # A name that looks like a loopback address is a name.
+            ("https://127.0.0.1.example.com/v1/AUTH_x", True, "is not an allow-listed"),
             ("https://registry.citadelle.internal/v1/AUTH_x", False, "is not an allow-listed"),
             ("http://s3.fr-par-1.snc.ovhcloud.com/v1/AUTH_x", False, "not https")):
         with pytest.raises(CitadelleError, match=reason):
