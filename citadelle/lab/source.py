@@ -4,7 +4,9 @@ Azurite (npm ``azurite``, pinned with its integrity in package-lock.json) stands
 Azure storage account holding the SNDS copy. It serves one account whose key is generated on
 first use and kept 0600 under ``.lab/source`` (never the emulator's well-known key), with a
 server certificate of the lab CA valid for 127.0.0.1 and 10.0.2.2 (how the transfer gateway
-clone reaches the host). Started and stopped by PID, like every lab process.
+clone reaches the host). Started and stopped by PID, like every lab process. Its blob metadata
+is in Azurite's default store (LokiJS, ``source/data``) or, with ``store="sql"``, in a private
+MariaDB (``source/sql``, see ``sourcedb``) for datasets of 100,000 objects and more.
 
 Azurite's behaviour mirrors Azure's where the migration cares: Content-MD5 is kept for blobs
 uploaded in one Put Blob and absent for blobs committed from blocks (Put Block List), so large
@@ -31,6 +33,7 @@ from citadelle.errors import CitadelleError
 from citadelle.files import private_dir, write_file
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
+from citadelle.lab.sourcedb import MetadataDatabase
 from citadelle.lab.supervisor import alive, launch, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
@@ -46,6 +49,8 @@ DEFAULT_OBJECTS = 5000
 # Large blobs go up in blocks of at most this size, at least MIN_BLOCKS of them.
 MAX_BLOCK = 4 << 20
 MIN_BLOCKS = 4
+# Azurite's metadata stores: its default (LokiJS, a scan per request) and its SQL one.
+STORES = ("loki", "sql")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class Source:
         self.root = root.resolve()
         self.directory = self.root / "source"
         self.data = self.directory / "data"
+        self.database = MetadataDatabase(self.directory / "sql")
+        self.store_file = self.directory / "store"
         self.pid_file = self.directory / "azurite.pid"
         self.log = self.directory / "azurite.log"
         self.account_file = self.directory / "account.json"
@@ -78,8 +85,21 @@ class Source:
     def ca_cert(self) -> Path:
         return Collector(self.root).ca_cert
 
+    def store(self) -> str:
+        """The metadata store Azurite was last started with (``loki`` unless told)."""
+        try:
+            recorded = self.store_file.read_text().strip()
+        except FileNotFoundError:
+            return "loki"
+        return recorded if recorded in STORES else "loki"
+
+    def _location(self, store: str) -> Path:
+        # Each store keeps its own blobs: metadata in one store, extents in the other would
+        # not be the same account.
+        return self.data if store == "loki" else self.database.directory / "extents"
+
     def _marker(self) -> str:
-        return str(self.data)
+        return str(self._location(self.store()))
 
     def account_key(self) -> str:
         """The account key, generated once (512 random bits, base64 as Azure's)."""
@@ -100,24 +120,42 @@ class Source:
     def running(self) -> bool:
         return self.pid() is not None
 
-    def up(self, timeout: float = 60.0) -> int:
-        """Start Azurite unless it runs; return its PID once it answers over TLS."""
+    def up(self, timeout: float = 60.0, store: str | None = None) -> int:
+        """Start Azurite unless it runs; return its PID once it answers over TLS.
+
+        ``store`` (``loki`` or ``sql``) picks the metadata store; None keeps the running one,
+        else the last one used. Asking for another store than the running one is refused.
+        """
+        if store is not None and store not in STORES:
+            raise CitadelleError(f"lab source: store {store!r} is not one of "
+                                 f"{', '.join(STORES)}")
         pid = self.pid()
         if pid is not None:
+            if store is not None and store != self.store():
+                raise CitadelleError(f"lab source runs with the {self.store()} metadata store; "
+                                     f"run `citadelle lab source down` before starting it "
+                                     f"with the {store} one")
             return pid
+        store = store or self.store()
         if not AZURITE.exists():
             raise CitadelleError(f"lab source: {AZURITE} not found; {INSTALL_HINT}")
         if self._answers():
             raise CitadelleError(f"lab source: {HOST}:{PORT} is taken by another process")
         key = self.account_key()
         cert, cert_key = Collector(self.root).server_certificate("azurite")
-        self.data.mkdir(parents=True, exist_ok=True)
+        location = self._location(store)
+        location.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{key}"}
+        env.pop("AZURITE_DB", None)
+        if store == "sql":
+            self.database.up()
+            env["AZURITE_DB"] = self.database.url
+        write_file(self.store_file, f"{store}\n", 0o600)
         args = [str(AZURITE), "--blobHost", HOST, "--blobPort", str(PORT),
-                "--location", str(self.data), "--cert", str(cert), "--key", str(cert_key),
+                "--location", str(location), "--cert", str(cert), "--key", str(cert_key),
                 # Clients (the SDK, rclone 1.75) speak newer API versions than Azurite knows.
                 "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
-        pid = launch(args, self.log, self.pid_file,
-                     env={**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{key}"})
+        pid = launch(args, self.log, self.pid_file, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not alive(pid, self._marker()):
@@ -133,7 +171,9 @@ class Source:
         if pid is not None:
             stop(pid, self._marker(), what="azurite")
         self.pid_file.unlink(missing_ok=True)
-        return pid is not None
+        # After Azurite, which holds connections to it.
+        database = self.database.down()
+        return pid is not None or database
 
     def _answers(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.ca_cert)) \

@@ -13,9 +13,14 @@ HELP = (f"the migration source: Azurite (Azure Blob API) on https://{source.HOST
 def register(parser: argparse.ArgumentParser) -> None:
     """``citadelle lab source ...`` under the lab group's ``source`` parser."""
     actions = parser.add_subparsers(dest="source_action", metavar="ACTION", required=True)
-    actions.add_parser("up", help="start Azurite (account key generated on first use)"
-                       ).set_defaults(func=_up)
-    actions.add_parser("down", help="stop Azurite by PID (its data stays)").set_defaults(func=_down)
+    up = actions.add_parser("up", help="start Azurite (account key generated on first use)")
+    up.add_argument("--store", choices=source.STORES, default=None,
+                    help="Azurite's blob metadata store: loki (its default; each request scans "
+                    "the account's blobs) or sql (a private MariaDB with an index, for datasets "
+                    "of 100,000 objects); default: the one used last, else loki")
+    up.set_defaults(func=_up)
+    actions.add_parser("down", help="stop Azurite (and its MariaDB) by PID; the data stays"
+                       ).set_defaults(func=_down)
     actions.add_parser("status", help="is Azurite running").set_defaults(func=_status)
     seed = actions.add_parser("seed", help="write the synthetic SNDS-like dataset (never real "
                               "data): tables by year and month as gzip CSV")
@@ -34,8 +39,10 @@ def _source(args: argparse.Namespace) -> source.Source:
 
 
 def _up(args: argparse.Namespace) -> int:
-    pid = _source(args).up()
-    print(f"lab source up: {_source(args).endpoint} (pid {pid}), CA {_source(args).ca_cert}")
+    lab_source = _source(args)
+    pid = lab_source.up(store=args.store)
+    print(f"lab source up: {lab_source.endpoint} (pid {pid}, {lab_source.store()} metadata "
+          f"store), CA {lab_source.ca_cert}")
     return 0
 
 
@@ -45,8 +52,10 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    pid = _source(args).pid()
-    print(f"lab source: {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    lab_source = _source(args)
+    pid = lab_source.pid()
+    print(f"lab source: running (pid {pid}, {lab_source.store()} metadata store)" if pid
+          else "lab source: stopped")
     return 0 if pid else 1
 
 
