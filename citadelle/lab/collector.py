@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
 from citadelle.files import private_dir, write_file
-from citadelle.lab.supervisor import alive, launch, stop
+from citadelle.lab.supervisor import launch, recorded, stop
 from citadelle.paths import LAB_DIR
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
@@ -189,15 +189,9 @@ class Collector:
 
     def pids(self) -> dict[str, int]:
         """The collector's live processes by name."""
-        live = {}
-        for name, (pid_file, marker) in self._processes().items():
-            try:
-                pid = int(pid_file.read_text().strip())
-            except (FileNotFoundError, ValueError):
-                continue
-            if alive(pid, marker):
-                live[name] = pid
-        return live
+        live = {name: recorded(pid_file, marker)
+                for name, (pid_file, marker) in self._processes().items()}
+        return {name: pid for name, pid in live.items() if pid is not None}
 
     def running(self) -> bool:
         return len(self.pids()) == len(self._processes())

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.supervisor import alive, launch, stop
+from citadelle.lab.supervisor import alive, launch, recorded, stop
 from citadelle.paths import LAB_DIR
 
 PORT = 123  # what chrony on the clones asks (10.0.2.2:123 is the host's 127.0.0.1:123)
@@ -78,11 +78,7 @@ class TimeServer:
         return str(self.log)
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if alive(pid, self.marker) else None
+        return recorded(self.pid_file, self.marker)
 
     def start(self, timeout: float = 10.0) -> int:
         """Start the server unless it runs already; return its PID once it answers."""

@@ -34,7 +34,7 @@ from citadelle.files import private_dir, write_file
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
 from citadelle.lab.sourcedb import MetadataDatabase
-from citadelle.lab.supervisor import alive, launch, stop
+from citadelle.lab.supervisor import alive, launch, recorded, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 HOST = "127.0.0.1"
@@ -111,11 +111,7 @@ class Source:
         return data["key"]
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if alive(pid, self._marker()) else None
+        return recorded(self.pid_file, self._marker())
 
     def running(self) -> bool:
         return self.pid() is not None

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from citadelle.errors import CitadelleError
 from citadelle.files import private_dir
-from citadelle.lab.supervisor import alive, launch, stop
+from citadelle.lab.supervisor import alive, launch, recorded, stop
 from citadelle.sockets import UNIX_PATH_MAX, socket_dir
 
 DATABASE = "azurite_blob"
@@ -49,11 +49,7 @@ class MetadataDatabase:
         return str(self.datadir)
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if alive(pid, self._marker()) else None
+        return recorded(self.pid_file, self._marker())
 
     def up(self, timeout: float = 60.0) -> int:
         """Initialise the data directory once, start the server unless it runs, create the

@@ -51,6 +51,16 @@ def alive(pid: int, marker: str) -> bool:
     return state != "Z" and marker.encode() in cmdline + b"\0" + environ
 
 
+def recorded(pid_file: Path, marker: str) -> int | None:
+    """The PID ``launch`` recorded in ``pid_file``, if that process is alive and still carries
+    ``marker``; None otherwise (no file, garbage, exited or reused)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid, marker) else None
+
+
 def _reap(pid: int) -> None:
     proc = _CHILDREN.pop(pid, None)
     if proc is not None:

@@ -1,0 +1,62 @@
+"""The lab's process supervisor: a recorded PID counts only while it is still the lab's process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from citadelle.lab.supervisor import launch, recorded, stop
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
+    """A process another run of the lab started: judged by /proc, not by a Popen handle."""
+    marker = str(tmp_path / "sleeper-marker")
+    pid_file = tmp_path / "sleeper.pid"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    pid_file.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 10
+    while marker.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the sleeper never exec'd"
+        time.sleep(0.01)
+    yield proc.pid, pid_file, marker
+    proc.kill()
+    proc.wait()
+
+
+def test_a_live_process_carrying_its_marker_is_recorded(
+        sleeper: tuple[int, Path, str]) -> None:
+    pid, pid_file, marker = sleeper
+    assert recorded(pid_file, marker) == pid
+
+
+def test_a_reused_pid_is_not_recorded(sleeper: tuple[int, Path, str]) -> None:
+    _, pid_file, _ = sleeper
+    # The same PID judged with another service's marker: a reused PID is never the lab's.
+    assert recorded(pid_file, "/nowhere/another-service") is None
+
+
+def test_a_stopped_process_is_not_recorded(tmp_path: Path) -> None:
+    marker = str(tmp_path / "service-marker")
+    pid_file = tmp_path / "service.pid"
+    pid = launch([sys.executable, "-c", "import time; time.sleep(60)", marker],
+                 tmp_path / "service.log", pid_file)
+    assert recorded(pid_file, marker) == pid
+    stop(pid, marker, grace=1.0, what="service")
+    assert recorded(pid_file, marker) is None
+
+
+@pytest.mark.parametrize("content", [None, "", "not a pid\n"])
+def test_a_missing_or_garbled_pid_file_is_not_recorded(tmp_path: Path,
+                                                       content: str | None) -> None:
+    pid_file = tmp_path / "service.pid"
+    if content is not None:
+        pid_file.write_text(content)
+    assert recorded(pid_file, str(tmp_path)) is None
