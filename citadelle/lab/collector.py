@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
 from citadelle.files import private_dir, write_file
-from citadelle.lab.supervisor import launch, recorded, stop
+from citadelle.lab.supervisor import launch, log_tail, recorded, stop
 from citadelle.paths import LAB_DIR
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
@@ -239,7 +239,7 @@ class Collector:
             dead = sorted(set(commands) - set(self.pids()))
             if dead:
                 self.stop()
-                tails = "; ".join(f"{name}: {_tail(self.directory / f'{name}.log')}"
+                tails = "; ".join(f"{name}: {log_tail(self.directory / f'{name}.log')}"
                                   for name in dead)
                 raise CitadelleError(f"lab collector: exited at start ({tails})")
             if _listening(LISTEN) and _listening(BACKEND):
@@ -288,11 +288,6 @@ class Collector:
             host = str(entry.get("_HOSTNAME", "?"))
             counts[host] = counts.get(host, 0) + 1
         return dict(sorted(counts.items()))
-
-
-def _tail(log: Path) -> str:
-    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-    return " / ".join(lines[-3:]) or "no output"
 
 
 def _listening(address: str) -> bool:

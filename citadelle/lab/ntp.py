@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from citadelle.errors import CitadelleError
-from citadelle.lab.supervisor import alive, launch, recorded, stop
+from citadelle.lab.supervisor import await_ready, launch, recorded, stop
 from citadelle.paths import LAB_DIR
 
 PORT = 123  # what chrony on the clones asks (10.0.2.2:123 is the host's 127.0.0.1:123)
@@ -88,18 +87,10 @@ class TimeServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         pid = launch([sys.executable, "-m", "citadelle.lab.ntp", "--log", str(self.log)],
                      self.log, self.pid_file)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(pid, self.marker):
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
-                raise CitadelleError(f"lab NTP server exited at start: {' '.join(tail)} "
-                                     f"(is 127.0.0.1:{PORT} taken?)")
-            if query(LISTEN, timeout=0.5) is not None:
-                return pid
-            time.sleep(0.1)
-        self.stop()
-        raise CitadelleError(f"lab NTP server: no answer on 127.0.0.1:{PORT} after "
-                             f"{timeout:.0f} s; see {self.log}")
+        await_ready(pid, self.marker, lambda: query(LISTEN, timeout=0.5) is not None,
+                    what=f"lab NTP server on 127.0.0.1:{PORT}", log=self.log, timeout=timeout,
+                    interval=0.1)
+        return pid
 
     def stop(self) -> bool:
         pid = self.pid()

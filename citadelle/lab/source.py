@@ -34,7 +34,7 @@ from citadelle.files import private_dir, write_file
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
 from citadelle.lab.sourcedb import MetadataDatabase
-from citadelle.lab.supervisor import alive, launch, recorded, stop
+from citadelle.lab.supervisor import await_ready, launch, recorded, stop
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 HOST = "127.0.0.1"
@@ -152,15 +152,9 @@ class Source:
                 # Clients (the SDK, rclone 1.75) speak newer API versions than Azurite knows.
                 "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
         pid = launch(args, self.log, self.pid_file, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(pid, self._marker()):
-                raise CitadelleError(f"lab source: Azurite exited at start: {_tail(self.log)}")
-            if self._answers():
-                return pid
-            time.sleep(0.2)
-        self.down()
-        raise CitadelleError(f"lab source: no answer on {self.endpoint} after {timeout:.0f} s")
+        await_ready(pid, self._marker(), self._answers, what=f"lab source: Azurite on "
+                    f"{self.endpoint}", log=self.log, timeout=timeout)
+        return pid
 
     def down(self) -> bool:
         pid = self.pid()
@@ -230,11 +224,6 @@ class Source:
             sizes = list(pool.map(upload, specs))
         return SeedResult(container, len(specs), sum(sizes), sum(s.large for s in specs),
                           time.monotonic() - started)
-
-
-def _tail(log: Path) -> str:
-    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-    return " / ".join(lines[-3:]) or "no output"
 
 
 def parse_size(text: str) -> int:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import getpass
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 from citadelle.errors import CitadelleError
 from citadelle.files import private_dir
-from citadelle.lab.supervisor import alive, launch, recorded, stop
+from citadelle.lab.supervisor import await_ready, launch, recorded, stop
 from citadelle.sockets import UNIX_PATH_MAX, socket_dir
 
 DATABASE = "azurite_blob"
@@ -71,16 +70,11 @@ class MetadataDatabase:
                       f"--socket={self.socket}", "--skip-networking",
                       f"--pid-file={self.directory / 'mariadbd.pid'}",
                       f"--log-error={self.log}"], self.log, self.pid_file)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(pid, self._marker()):
-                raise CitadelleError(f"lab source: MariaDB exited at start; see {self.log}")
-            if self._sql(client, f"CREATE DATABASE IF NOT EXISTS {DATABASE}"):
-                return pid
-            time.sleep(0.3)
-        self.down()
-        raise CitadelleError(f"lab source: MariaDB did not answer on {self.socket} "
-                             f"after {timeout:.0f} s; see {self.log}")
+        await_ready(pid, self._marker(),
+                    lambda: self._sql(client, f"CREATE DATABASE IF NOT EXISTS {DATABASE}"),
+                    what=f"lab source: MariaDB on {self.socket}", log=self.log, timeout=timeout,
+                    interval=0.3)
+        return pid
 
     def down(self) -> bool:
         pid = self.pid()

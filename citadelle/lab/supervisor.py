@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from citadelle.errors import CitadelleError
@@ -89,3 +89,24 @@ def stop(pid: int, marker: str, *, grace: float = 5.0, what: str = "process") ->
     _reap(pid)
     if alive(pid, marker):
         raise CitadelleError(f"lab: {what} PID {pid} survived SIGKILL")
+
+
+def await_ready(pid: int, marker: str, ready: Callable[[], bool], *, what: str, log: Path,
+                timeout: float, interval: float = 0.2) -> None:
+    """Poll ``ready`` until it holds. A process that exits first, or does not get ready within
+    ``timeout`` (it is then stopped), is refused in one line naming ``what`` and its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid, marker):
+            raise CitadelleError(f"{what} exited at start: {log_tail(log)}")
+        if ready():
+            return
+        time.sleep(interval)
+    stop(pid, marker, what=what)
+    raise CitadelleError(f"{what}: no answer after {timeout:.0f} s; see {log}")
+
+
+def log_tail(log: Path) -> str:
+    """The last lines of a service's log, on one line, for an error message."""
+    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+    return " / ".join(lines[-3:]) or "no output"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from citadelle.lab.supervisor import launch, recorded, stop
+from citadelle.errors import CitadelleError
+from citadelle.lab.supervisor import alive, await_ready, launch, recorded, stop
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +61,31 @@ def test_a_missing_or_garbled_pid_file_is_not_recorded(tmp_path: Path,
     if content is not None:
         pid_file.write_text(content)
     assert recorded(pid_file, str(tmp_path)) is None
+
+
+def test_await_ready_returns_once_ready(tmp_path: Path) -> None:
+    marker, flag = str(tmp_path / "ready-marker"), tmp_path / "ready"
+    pid = launch([sys.executable, "-c", "import pathlib, sys, time; "
+                  "pathlib.Path(sys.argv[1]).touch(); time.sleep(60)", str(flag), marker],
+                 tmp_path / "ready.log")
+    try:
+        await_ready(pid, marker, flag.exists, what="service", log=tmp_path / "ready.log",
+                    timeout=20, interval=0.05)
+    finally:
+        stop(pid, marker, grace=1.0, what="service")
+
+
+def test_await_ready_refuses_a_process_that_exits_with_its_log(tmp_path: Path) -> None:
+    log, marker = tmp_path / "dying.log", str(tmp_path / "dying-marker")
+    pid = launch([sys.executable, "-c", "import sys; print('port 17443 in use'); sys.exit(1)",
+                  marker], log)
+    with pytest.raises(CitadelleError, match=r"^service exited at start: port 17443 in use$"):
+        await_ready(pid, marker, lambda: False, what="service", log=log, timeout=20)
+
+
+def test_await_ready_stops_a_process_that_never_answers(tmp_path: Path) -> None:
+    log, marker = tmp_path / "mute.log", str(tmp_path / "mute-marker")
+    pid = launch([sys.executable, "-c", "import time; time.sleep(60)", marker], log)
+    with pytest.raises(CitadelleError, match=r"^service: no answer after 1 s; see "):
+        await_ready(pid, marker, lambda: False, what="service", log=log, timeout=1)
+    assert not alive(pid, marker)
