@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citadelle.errors import CitadelleError
 from citadelle.files import private_dir, write_file
-from citadelle.lab.supervisor import launch, log_tail, recorded, stop
+from citadelle.lab.supervisor import launch, log_tail, recorded, stop_recorded
 from citadelle.paths import LAB_DIR
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
@@ -251,14 +251,8 @@ class Collector:
 
     def stop(self) -> list[str]:
         """Stop the collector's processes by PID; received journals stay. Returns what ran."""
-        stopped, live = [], self.pids()
-        for name, (pid_file, marker) in self._processes().items():
-            pid = live.get(name)
-            if pid is not None:
-                stop(pid, marker, what=name)
-                stopped.append(name)
-            pid_file.unlink(missing_ok=True)
-        return stopped
+        return [name for name, (pid_file, marker) in self._processes().items()
+                if stop_recorded(pid_file, marker, what=name)]
 
     # -- what was received -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from citadelle.lab.supervisor import await_ready, launch, recorded, stop
+from citadelle.lab.supervisor import await_ready, launch, recorded, stop_recorded
 from citadelle.paths import LAB_DIR
 
 PORT = 123  # what chrony on the clones asks (10.0.2.2:123 is the host's 127.0.0.1:123)
@@ -93,11 +93,7 @@ class TimeServer:
         return pid
 
     def stop(self) -> bool:
-        pid = self.pid()
-        if pid is not None:
-            stop(pid, self.marker, what="NTP server")
-        self.pid_file.unlink(missing_ok=True)
-        return pid is not None
+        return stop_recorded(self.pid_file, self.marker, what="NTP server")
 
 
 def query(address: tuple[str, int], timeout: float = 2.0) -> float | None:

@@ -34,7 +34,7 @@ from citadelle.files import private_dir, write_file
 from citadelle.lab import synthetic
 from citadelle.lab.collector import Collector
 from citadelle.lab.sourcedb import MetadataDatabase
-from citadelle.lab.supervisor import await_ready, launch, recorded, stop
+from citadelle.lab.supervisor import await_ready, launch, recorded, stop_recorded
 from citadelle.paths import LAB_DIR, REPO_ROOT
 
 HOST = "127.0.0.1"
@@ -157,13 +157,10 @@ class Source:
         return pid
 
     def down(self) -> bool:
-        pid = self.pid()
-        if pid is not None:
-            stop(pid, self._marker(), what="azurite")
-        self.pid_file.unlink(missing_ok=True)
+        azurite = stop_recorded(self.pid_file, self._marker(), what="azurite")
         # After Azurite, which holds connections to it.
         database = self.database.down()
-        return pid is not None or database
+        return azurite or database
 
     def _answers(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.ca_cert)) \

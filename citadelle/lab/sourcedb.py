@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from citadelle.errors import CitadelleError
 from citadelle.files import private_dir
-from citadelle.lab.supervisor import await_ready, launch, recorded, stop
+from citadelle.lab.supervisor import await_ready, launch, recorded, stop_recorded
 from citadelle.sockets import UNIX_PATH_MAX, socket_dir
 
 DATABASE = "azurite_blob"
@@ -77,12 +77,8 @@ class MetadataDatabase:
         return pid
 
     def down(self) -> bool:
-        pid = self.pid()
-        if pid is not None:
-            # InnoDB flushes on SIGTERM; a large buffer pool can take a while.
-            stop(pid, self._marker(), grace=30.0, what="mariadb")
-        self.pid_file.unlink(missing_ok=True)
-        return pid is not None
+        # InnoDB flushes on SIGTERM; a large buffer pool can take a while.
+        return stop_recorded(self.pid_file, self._marker(), what="mariadb", grace=30.0)
 
     def _sql(self, client: str, statement: str) -> bool:
         if not self.socket.exists():

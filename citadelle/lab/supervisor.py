@@ -61,6 +61,16 @@ def recorded(pid_file: Path, marker: str) -> int | None:
     return pid if alive(pid, marker) else None
 
 
+def stop_recorded(pid_file: Path, marker: str, *, what: str, grace: float = 5.0) -> bool:
+    """Stop the process recorded in ``pid_file`` if it is still the lab's, and forget it;
+    True when one was running."""
+    pid = recorded(pid_file, marker)
+    if pid is not None:
+        stop(pid, marker, grace=grace, what=what)
+    pid_file.unlink(missing_ok=True)
+    return pid is not None
+
+
 def _reap(pid: int) -> None:
     proc = _CHILDREN.pop(pid, None)
     if proc is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from citadelle.errors import CitadelleError
-from citadelle.lab.supervisor import alive, await_ready, launch, recorded, stop
+from citadelle.lab.supervisor import alive, await_ready, launch, recorded, stop, stop_recorded
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +89,18 @@ def test_await_ready_stops_a_process_that_never_answers(tmp_path: Path) -> None:
     with pytest.raises(CitadelleError, match=r"^service: no answer after 1 s; see "):
         await_ready(pid, marker, lambda: False, what="service", log=log, timeout=1)
     assert not alive(pid, marker)
+
+
+def test_stop_recorded_stops_the_lab_process_and_forgets_it(tmp_path: Path) -> None:
+    marker, pid_file = str(tmp_path / "svc-marker"), tmp_path / "svc.pid"
+    pid = launch([sys.executable, "-c", "import time; time.sleep(60)", marker],
+                 tmp_path / "svc.log", pid_file)
+    assert stop_recorded(pid_file, marker, what="service", grace=1.0) is True
+    assert not alive(pid, marker) and not pid_file.exists()
+    assert stop_recorded(pid_file, marker, what="service") is False
+
+
+def test_stop_recorded_never_signals_a_reused_pid(sleeper: tuple[int, Path, str]) -> None:
+    pid, pid_file, marker = sleeper
+    assert stop_recorded(pid_file, "/nowhere/another-service", what="service") is False
+    assert alive(pid, marker) and not pid_file.exists()
